@@ -1,0 +1,476 @@
+//! Endpoint registration, listing, updates and termination.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
+use axum::Json;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::keys::{new_key, CreateKey};
+use super::{views, ApiJson, Caller};
+use crate::domain::{
+    new_id, now_ms, Endpoint, EndpointPricing, EndpointStatus, EndpointType, Modality, SourceType, UpstreamApi,
+};
+use crate::error::HttpError;
+use crate::money::parse_usd_to_nanos;
+use crate::state::SharedState;
+use crate::store::{EndpointFilter, EndpointPatch};
+
+/// Providers this build can route to.
+const SUPPORTED_PROVIDERS: &[&str] = &["external"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamInput {
+    base_url: String,
+    #[serde(default)]
+    api: Option<UpstreamApi>,
+    #[serde(default)]
+    api_key: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+/// A decimal dollar amount given as a JSON string or number.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum Amount {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingInput {
+    #[serde(default)]
+    input_per_1k_tokens_usd: Option<Amount>,
+    #[serde(default)]
+    output_per_1k_tokens_usd: Option<Amount>,
+    #[serde(default)]
+    compute_per_second_usd: Option<Amount>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpoint {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    modality: Modality,
+    #[serde(default)]
+    source_type: Option<SourceType>,
+    #[serde(default)]
+    base_model: Option<String>,
+    #[serde(default)]
+    hf_repo_url: Option<String>,
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    provider_endpoint_id: Option<String>,
+    #[serde(default)]
+    endpoint_type: Option<EndpointType>,
+    #[serde(default)]
+    gpu_type: Option<String>,
+    #[serde(default)]
+    min_workers: Option<i64>,
+    #[serde(default)]
+    max_workers: Option<i64>,
+    #[serde(default)]
+    idle_timeout_seconds: Option<i64>,
+    #[serde(default)]
+    timeout_seconds: Option<i64>,
+    upstream: UpstreamInput,
+    #[serde(default)]
+    pricing: Option<PricingInput>,
+    /// Options for the first API key.
+    #[serde(default)]
+    key: Option<CreateKey>,
+}
+
+/// `POST /api/v1/endpoints`: registers an endpoint and returns its first key once.
+pub async fn create_endpoint(
+    State(state): State<SharedState>,
+    Caller(user): Caller,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<CreateEndpoint>,
+) -> Result<impl IntoResponse, HttpError> {
+    let name = validate_name(&request.name)?;
+    let provider = request.provider.as_deref().unwrap_or("external").to_owned();
+    if !SUPPORTED_PROVIDERS.contains(&provider.as_str()) {
+        return Err(HttpError::invalid_field(
+            "provider",
+            format!("`{provider}` is not available in this build; supported: {}", SUPPORTED_PROVIDERS.join(", ")),
+        ));
+    }
+    let base_url = validate_base_url("upstream.base_url", &request.upstream.base_url)?;
+    let (min_workers, max_workers) = validate_workers(request.min_workers.unwrap_or(0), request.max_workers.unwrap_or(1))?;
+    let idle_timeout_seconds = validate_range("idle_timeout_seconds", request.idle_timeout_seconds.unwrap_or(300), 0, 86_400)?;
+    let timeout_seconds = request
+        .timeout_seconds
+        .map(|seconds| validate_range("timeout_seconds", seconds, 1, 3_600))
+        .transpose()?;
+    let gpu_type = validate_gpu(&state, request.gpu_type)?;
+    let description = validate_description(request.description.unwrap_or_default())?;
+    let pricing = pricing_from(request.pricing, EndpointPricing::default())?;
+    let api_key = request.upstream.api_key.filter(|key| !key.is_empty());
+    if api_key.as_ref().is_some_and(|key| key.len() > 4096 || HeaderValue::from_str(&format!("Bearer {key}")).is_err()) {
+        return Err(HttpError::invalid_field("upstream.api_key", "must be a printable token of at most 4096 characters"));
+    }
+    let upstream_model = match request.upstream.model.filter(|model| !model.is_empty()) {
+        Some(model) => model,
+        None => discover_model(&state, &base_url, api_key.as_deref()).await?,
+    };
+    let now = now_ms();
+    let endpoint = Endpoint {
+        id: new_id(),
+        user_id: user.id.clone(),
+        name,
+        description,
+        modality: request.modality,
+        source_type: request.source_type.unwrap_or(SourceType::External),
+        base_model: request.base_model,
+        hf_repo_url: request.hf_repo_url,
+        provider,
+        provider_endpoint_id: request.provider_endpoint_id,
+        endpoint_url: Some(base_url.clone()),
+        endpoint_type: request.endpoint_type.unwrap_or(EndpointType::Serverless),
+        gpu_type,
+        min_workers,
+        max_workers,
+        idle_timeout_seconds,
+        status: EndpointStatus::Active,
+        last_active_at: None,
+        error_message: None,
+        upstream_base_url: base_url,
+        upstream_api: request.upstream.api.unwrap_or(UpstreamApi::OpenAi),
+        upstream_model,
+        upstream_key_encrypted: api_key.as_deref().map(|key| state.secrets.encrypt(key)),
+        timeout_seconds,
+        pricing,
+        created_at: now,
+        updated_at: now,
+    };
+    let key_request = request.key.unwrap_or_else(|| CreateKey::named("default"));
+    let (key, secret) = new_key(&endpoint, key_request)?;
+    state.store.create_endpoint(&endpoint, &key).await?;
+    state.registry.reload().await?;
+    let public = views::public_url(&state, &headers);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "endpoint": views::endpoint(&endpoint, &public), "api_key": secret, "key": views::key(&key) })),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    modality: Option<String>,
+    status: Option<String>,
+    provider: Option<String>,
+}
+
+/// `GET /api/v1/endpoints?modality=&status=&provider=`.
+pub async fn list_endpoints(
+    State(state): State<SharedState>,
+    Caller(user): Caller,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, HttpError> {
+    let filter = EndpointFilter {
+        modality: query
+            .modality
+            .filter(|text| !text.is_empty())
+            .map(|text| Modality::parse(&text).ok_or_else(|| HttpError::invalid_field("modality", format!("must be one of {}", Modality::expected()))))
+            .transpose()?,
+        status: query
+            .status
+            .filter(|text| !text.is_empty())
+            .map(|text| EndpointStatus::parse(&text).ok_or_else(|| HttpError::invalid_field("status", format!("must be one of {}", EndpointStatus::expected()))))
+            .transpose()?,
+        provider: query.provider.filter(|text| !text.is_empty()),
+    };
+    let endpoints = state.store.list_endpoints(&user.id, &filter).await?;
+    let public = views::public_url(&state, &headers);
+    Ok(Json(json!({
+        "data": endpoints.iter().map(|endpoint| views::endpoint(endpoint, &public)).collect::<Vec<_>>(),
+        "total": endpoints.len(),
+    })))
+}
+
+/// `GET /api/v1/endpoints/{id}`.
+pub async fn get_endpoint(
+    State(state): State<SharedState>,
+    Caller(user): Caller,
+    headers: HeaderMap,
+    Path(endpoint_id): Path<String>,
+) -> Result<Json<Value>, HttpError> {
+    let endpoint = owned_endpoint(&state, &user.id, &endpoint_id).await?;
+    let public = views::public_url(&state, &headers);
+    Ok(Json(json!({ "endpoint": views::endpoint(&endpoint, &public) })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUpstream {
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    api_key: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEndpoint {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    status: Option<EndpointStatus>,
+    #[serde(default)]
+    min_workers: Option<i64>,
+    #[serde(default)]
+    max_workers: Option<i64>,
+    #[serde(default)]
+    idle_timeout_seconds: Option<i64>,
+    #[serde(default)]
+    timeout_seconds: Option<i64>,
+    #[serde(default)]
+    gpu_type: Option<String>,
+    #[serde(default)]
+    upstream: Option<UpdateUpstream>,
+    #[serde(default)]
+    pricing: Option<PricingInput>,
+}
+
+/// `PATCH /api/v1/endpoints/{id}`.
+pub async fn update_endpoint(
+    State(state): State<SharedState>,
+    Caller(user): Caller,
+    headers: HeaderMap,
+    Path(endpoint_id): Path<String>,
+    ApiJson(request): ApiJson<UpdateEndpoint>,
+) -> Result<Json<Value>, HttpError> {
+    let current = owned_endpoint(&state, &user.id, &endpoint_id).await?;
+    let mut patch = EndpointPatch::default();
+    if let Some(name) = &request.name {
+        patch.name = Some(validate_name(name)?);
+    }
+    if let Some(description) = request.description {
+        patch.description = Some(validate_description(description)?);
+    }
+    if let Some(status) = request.status {
+        if !matches!(status, EndpointStatus::Active | EndpointStatus::Stopped | EndpointStatus::Idle) {
+            return Err(HttpError::invalid_field("status", "can be set to active, idle or stopped"));
+        }
+        patch.status = Some(status);
+    }
+    if request.min_workers.is_some() || request.max_workers.is_some() {
+        let (min, max) = validate_workers(
+            request.min_workers.unwrap_or(current.min_workers),
+            request.max_workers.unwrap_or(current.max_workers),
+        )?;
+        patch.min_workers = Some(min);
+        patch.max_workers = Some(max);
+    }
+    if let Some(seconds) = request.idle_timeout_seconds {
+        patch.idle_timeout_seconds = Some(validate_range("idle_timeout_seconds", seconds, 0, 86_400)?);
+    }
+    if let Some(seconds) = request.timeout_seconds {
+        patch.timeout_seconds = Some(Some(validate_range("timeout_seconds", seconds, 1, 3_600)?));
+    }
+    if request.gpu_type.is_some() {
+        patch.gpu_type = Some(validate_gpu(&state, request.gpu_type)?);
+    }
+    if let Some(upstream) = request.upstream {
+        if let Some(base_url) = upstream.base_url {
+            patch.upstream_base_url = Some(validate_base_url("upstream.base_url", &base_url)?);
+        }
+        if let Some(model) = upstream.model {
+            if model.is_empty() || model.len() > 256 {
+                return Err(HttpError::invalid_field("upstream.model", "must be 1 to 256 characters"));
+            }
+            patch.upstream_model = Some(model);
+        }
+        if let Some(api_key) = upstream.api_key {
+            patch.upstream_key_encrypted = Some((!api_key.is_empty()).then(|| state.secrets.encrypt(&api_key)));
+        }
+    }
+    if let Some(pricing) = request.pricing {
+        let updated = pricing_from(Some(pricing), current.pricing)?;
+        patch.input_nanos_per_1k = Some(updated.input_nanos_per_1k);
+        patch.output_nanos_per_1k = Some(updated.output_nanos_per_1k);
+        patch.compute_nanos_per_second = Some(updated.compute_nanos_per_second);
+    }
+    let endpoint = state.store.update_endpoint(&user.id, &endpoint_id, patch).await?;
+    state.registry.reload().await?;
+    let public = views::public_url(&state, &headers);
+    Ok(Json(json!({ "endpoint": views::endpoint(&endpoint, &public) })))
+}
+
+/// `DELETE /api/v1/endpoints/{id}`: terminates the endpoint and revokes its keys.
+pub async fn delete_endpoint(
+    State(state): State<SharedState>,
+    Caller(user): Caller,
+    Path(endpoint_id): Path<String>,
+) -> Result<Json<Value>, HttpError> {
+    state
+        .store
+        .delete_endpoint(&user.id, &endpoint_id)
+        .await
+        .map_err(|error| not_found_as_endpoint(error.into()))?;
+    state.registry.reload().await?;
+    Ok(Json(json!({ "id": endpoint_id, "status": "terminated", "deleted": true })))
+}
+
+/// Loads an endpoint of the caller; anything else is a 404.
+pub async fn owned_endpoint(state: &SharedState, user_id: &str, endpoint_id: &str) -> Result<Endpoint, HttpError> {
+    state
+        .store
+        .get_endpoint(user_id, endpoint_id)
+        .await
+        .map_err(|error| not_found_as_endpoint(error.into()))
+}
+
+fn not_found_as_endpoint(error: HttpError) -> HttpError {
+    if error.status == StatusCode::NOT_FOUND {
+        HttpError::new(StatusCode::NOT_FOUND, "invalid_request_error", "endpoint_not_found", "endpoint not found")
+    } else {
+        error
+    }
+}
+
+fn validate_name(name: &str) -> Result<String, HttpError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err(HttpError::invalid_field(
+            "name",
+            "must be 1 to 64 characters of letters, digits, '-', '_' or '.', starting with a letter or digit",
+        ))
+    }
+}
+
+fn validate_description(description: String) -> Result<String, HttpError> {
+    if description.chars().count() > 2000 {
+        return Err(HttpError::invalid_field("description", "must be at most 2000 characters"));
+    }
+    Ok(description)
+}
+
+fn validate_base_url(field: &str, text: &str) -> Result<String, HttpError> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|_| HttpError::invalid_field(field, "must be an absolute http:// or https:// URL"))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !scheme_ok || uri.host().is_none() || uri.query().is_some() {
+        return Err(HttpError::invalid_field(field, "must be an absolute http:// or https:// URL without a query"));
+    }
+    Ok(text.trim_end_matches('/').to_owned())
+}
+
+fn validate_workers(min: i64, max: i64) -> Result<(i64, i64), HttpError> {
+    let min = validate_range("min_workers", min, 0, 100)?;
+    let max = validate_range("max_workers", max, 1, 100)?;
+    if min > max {
+        return Err(HttpError::invalid_field("min_workers", "must not exceed max_workers"));
+    }
+    Ok((min, max))
+}
+
+fn validate_range(field: &str, value: i64, low: i64, high: i64) -> Result<i64, HttpError> {
+    if (low..=high).contains(&value) {
+        Ok(value)
+    } else {
+        Err(HttpError::invalid_field(field, format!("must be between {low} and {high}")))
+    }
+}
+
+fn validate_gpu(state: &SharedState, gpu: Option<String>) -> Result<Option<String>, HttpError> {
+    match gpu.filter(|gpu| !gpu.is_empty()) {
+        None => Ok(None),
+        Some(gpu) => match state.pricing.gpu(&gpu) {
+            Some(price) => Ok(Some(price.name.clone())),
+            None => Err(HttpError::invalid_field(
+                "gpu_type",
+                format!(
+                    "unknown GPU `{gpu}`; known: {}",
+                    state.pricing.gpus.iter().map(|gpu| gpu.name.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            )),
+        },
+    }
+}
+
+fn pricing_from(input: Option<PricingInput>, mut pricing: EndpointPricing) -> Result<EndpointPricing, HttpError> {
+    let Some(input) = input else { return Ok(pricing) };
+    let parse = |field: &str, amount: Amount| -> Result<i64, HttpError> {
+        let text = match amount {
+            Amount::Text(text) => text,
+            Amount::Number(number) => number.to_string(),
+        };
+        parse_usd_to_nanos(&text)
+            .map_err(|_| HttpError::invalid_field(format!("pricing.{field}"), "must be a non-negative dollar amount with at most 9 decimals"))
+    };
+    if let Some(amount) = input.input_per_1k_tokens_usd {
+        pricing.input_nanos_per_1k = parse("input_per_1k_tokens_usd", amount)?;
+    }
+    if let Some(amount) = input.output_per_1k_tokens_usd {
+        pricing.output_nanos_per_1k = parse("output_per_1k_tokens_usd", amount)?;
+    }
+    if let Some(amount) = input.compute_per_second_usd {
+        pricing.compute_nanos_per_second = Some(parse("compute_per_second_usd", amount)?);
+    }
+    Ok(pricing)
+}
+
+/// Reads the upstream's `/models` and returns the first model id.
+async fn discover_model(state: &SharedState, base_url: &str, api_key: Option<&str>) -> Result<String, HttpError> {
+    let failed = |reason: String| {
+        HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "upstream_model_discovery_failed",
+            format!("could not read the upstream's models ({reason}); pass upstream.model explicitly"),
+        )
+    };
+    let authorization = api_key.and_then(|key| HeaderValue::from_str(&format!("Bearer {key}")).ok());
+    let response = state
+        .upstream
+        .get(&format!("{base_url}/models"), authorization.as_ref(), Duration::from_secs(10))
+        .await
+        .map_err(|error| failed(error.to_string()))?;
+    let status = response.status();
+    let body = Limited::new(response.into_body(), 4 * 1024 * 1024)
+        .collect()
+        .await
+        .map_err(|error| failed(error.to_string()))?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(failed(format!("GET {base_url}/models answered {status}")));
+    }
+    #[derive(Deserialize)]
+    struct Models {
+        data: Vec<ModelEntry>,
+    }
+    #[derive(Deserialize)]
+    struct ModelEntry {
+        id: String,
+    }
+    let models: Models = serde_json::from_slice(&body).map_err(|error| failed(format!("unexpected body: {error}")))?;
+    models
+        .data
+        .into_iter()
+        .map(|model| model.id)
+        .next()
+        .ok_or_else(|| failed("the upstream lists no models".to_owned()))
+}

@@ -1,0 +1,53 @@
+//! The management API (`/api/v1/...`): thin handlers that validate input, call
+//! the store, reload the gateway snapshot after writes, and render JSON.
+
+mod connection;
+mod endpoints;
+mod extract;
+mod keys;
+mod usage;
+mod users;
+mod views;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::state::SharedState;
+
+pub use extract::{ApiJson, Caller};
+
+/// The management routes.
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route("/api/v1/users", post(users::create_user))
+        .route("/api/v1/users/{user_id}/credits", post(users::add_credits))
+        .route("/api/v1/me", get(users::me))
+        .route("/api/v1/billing/balance", get(users::balance))
+        .route("/api/v1/billing/ledger", get(users::ledger))
+        .route("/api/v1/endpoints", post(endpoints::create_endpoint).get(endpoints::list_endpoints))
+        .route("/api/v1/endpoints/summary", get(usage::summary))
+        .route(
+            "/api/v1/endpoints/{endpoint_id}",
+            get(endpoints::get_endpoint)
+                .patch(endpoints::update_endpoint)
+                .delete(endpoints::delete_endpoint),
+        )
+        .route("/api/v1/endpoints/{endpoint_id}/keys", post(keys::create_key).get(keys::list_keys))
+        .route("/api/v1/endpoints/{endpoint_id}/keys/{key_id}", axum::routing::delete(keys::revoke_key))
+        .route("/api/v1/endpoints/{endpoint_id}/usage", get(usage::endpoint_usage))
+        .route("/api/v1/endpoints/{endpoint_id}/usage/detailed", get(usage::detailed_usage))
+        .route("/api/v1/endpoints/{endpoint_id}/connection", get(connection::connection))
+}
+
+/// Validates `page` (from 1) and `limit` (1..=500) query parameters into limit and offset.
+pub(crate) fn pagination(page: Option<i64>, limit: Option<i64>) -> Result<(i64, i64, i64), crate::error::HttpError> {
+    let page = page.unwrap_or(1);
+    let limit = limit.unwrap_or(50);
+    if page < 1 {
+        return Err(crate::error::HttpError::invalid_field("page", "must be 1 or more"));
+    }
+    if !(1..=500).contains(&limit) {
+        return Err(crate::error::HttpError::invalid_field("limit", "must be between 1 and 500"));
+    }
+    Ok((page, limit, (page - 1) * limit))
+}

@@ -1,0 +1,239 @@
+//! Configuration from flags, `SWITCHYARD_*` environment variables and an
+//! optional `switchyard.toml`, in that order of precedence, then defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::money::parse_usd_to_nanos;
+
+/// Command line of the `switchyard` binary.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about = "Private inference endpoints behind one OpenAI-compatible gateway")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway, the management API and the background workers.
+    Serve(ServeArgs),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings of `switchyard serve`, as given (every field optional).
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "SWITCHYARD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the SQLite database and the key file [default: ./switchyard-data].
+    #[arg(long, env = "SWITCHYARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://…` to use PostgreSQL instead of SQLite (or an explicit `sqlite://…`).
+    #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Public base URL used in connection samples [default: from the Host header].
+    #[arg(long, env = "SWITCHYARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Largest accepted gateway request body in bytes [default: 10485760].
+    #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Seconds to wait for an upstream response [default: 300].
+    #[arg(long, env = "SWITCHYARD_UPSTREAM_TIMEOUT_SECONDS")]
+    pub upstream_timeout_seconds: Option<u64>,
+    /// Seconds to wait for a TCP connection to an upstream [default: 10].
+    #[arg(long, env = "SWITCHYARD_UPSTREAM_CONNECT_TIMEOUT_SECONDS")]
+    pub upstream_connect_timeout_seconds: Option<u64>,
+    /// Seconds a stream may stay silent before it is closed [default: 120].
+    #[arg(long, env = "SWITCHYARD_STREAM_IDLE_TIMEOUT_SECONDS")]
+    pub stream_idle_timeout_seconds: Option<u64>,
+    /// Price multiplier applied to every charge, as a decimal [default: 1.2].
+    #[arg(long, env = "SWITCHYARD_MARKUP")]
+    pub markup: Option<String>,
+    /// How long usage records gather before a batch is written, in ms [default: 200].
+    #[arg(long, env = "SWITCHYARD_USAGE_FLUSH_INTERVAL_MS")]
+    pub usage_flush_interval_ms: Option<u64>,
+    /// Seconds open connections get to finish on shutdown [default: 30].
+    #[arg(long, env = "SWITCHYARD_SHUTDOWN_GRACE_SECONDS")]
+    pub shutdown_grace_seconds: Option<u64>,
+    /// Log format [default: text].
+    #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Path of a TOML config file [default: ./switchyard.toml when present].
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+}
+
+/// Invalid configuration.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path} is invalid: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub public_url: Option<String>,
+    pub max_body_bytes: usize,
+    pub upstream_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub stream_idle_timeout: Duration,
+    pub markup_basis_points: i64,
+    pub usage_flush_interval: Duration,
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+    pub admin_token: Option<String>,
+    pub secret_key: Option<String>,
+}
+
+impl Config {
+    /// Merges flags/env with the TOML file (if any) and validates the result.
+    pub fn resolve(args: ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => Some(read_file(path)?),
+            None if Path::new("switchyard.toml").exists() => Some(read_file(Path::new("switchyard.toml"))?),
+            None => None,
+        }
+        .unwrap_or_default();
+        let merged = ServeArgs {
+            listen: args.listen.or(file.listen),
+            data_dir: args.data_dir.or(file.data_dir),
+            database_url: args.database_url.or(file.database_url),
+            public_url: args.public_url.or(file.public_url),
+            max_body_bytes: args.max_body_bytes.or(file.max_body_bytes),
+            upstream_timeout_seconds: args.upstream_timeout_seconds.or(file.upstream_timeout_seconds),
+            upstream_connect_timeout_seconds: args
+                .upstream_connect_timeout_seconds
+                .or(file.upstream_connect_timeout_seconds),
+            stream_idle_timeout_seconds: args.stream_idle_timeout_seconds.or(file.stream_idle_timeout_seconds),
+            markup: args.markup.or(file.markup),
+            usage_flush_interval_ms: args.usage_flush_interval_ms.or(file.usage_flush_interval_ms),
+            shutdown_grace_seconds: args.shutdown_grace_seconds.or(file.shutdown_grace_seconds),
+            log_format: args.log_format.or(file.log_format),
+            config: None,
+        };
+        Self::validate(merged, env_secret("SWITCHYARD_ADMIN_TOKEN"), env_secret("SWITCHYARD_SECRET_KEY"))
+    }
+
+    /// Applies defaults and checks ranges.
+    pub fn validate(
+        args: ServeArgs,
+        admin_token: Option<String>,
+        secret_key: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let invalid = |message: &str| ConfigError::Invalid(message.to_owned());
+        let markup = args.markup.as_deref().unwrap_or("1.2");
+        let markup_nanos =
+            parse_usd_to_nanos(markup).map_err(|_| invalid("markup must be a decimal such as 1.2"))?;
+        let markup_basis_points = markup_nanos / 100_000;
+        if !(10_000..=100_000).contains(&markup_basis_points) {
+            return Err(invalid("markup must be between 1.0 and 10.0"));
+        }
+        let seconds = |value: Option<u64>, default: u64, name: &str| -> Result<Duration, ConfigError> {
+            let value = value.unwrap_or(default);
+            if value == 0 || value > 86_400 {
+                return Err(ConfigError::Invalid(format!("{name} must be between 1 and 86400 seconds")));
+            }
+            Ok(Duration::from_secs(value))
+        };
+        let max_body_bytes = args.max_body_bytes.unwrap_or(10 * 1024 * 1024);
+        if !(1024..=1024 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(invalid("max_body_bytes must be between 1 KiB and 1 GiB"));
+        }
+        if let Some(token) = &admin_token {
+            if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(invalid("SWITCHYARD_ADMIN_TOKEN must be at least 16 printable characters"));
+            }
+        }
+        if let Some(url) = &args.database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
+                return Err(invalid("database_url must start with postgres://, postgresql:// or sqlite:"));
+            }
+        }
+        Ok(Self {
+            listen: args.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: args.data_dir.unwrap_or_else(|| PathBuf::from("switchyard-data")),
+            database_url: args.database_url,
+            public_url: args.public_url.map(|url| url.trim_end_matches('/').to_owned()),
+            max_body_bytes,
+            upstream_timeout: seconds(args.upstream_timeout_seconds, 300, "upstream_timeout_seconds")?,
+            upstream_connect_timeout: seconds(args.upstream_connect_timeout_seconds, 10, "upstream_connect_timeout_seconds")?,
+            stream_idle_timeout: seconds(args.stream_idle_timeout_seconds, 120, "stream_idle_timeout_seconds")?,
+            markup_basis_points,
+            usage_flush_interval: Duration::from_millis(args.usage_flush_interval_ms.unwrap_or(200).clamp(1, 60_000)),
+            shutdown_grace: seconds(args.shutdown_grace_seconds, 30, "shutdown_grace_seconds")?,
+            log_format: args.log_format.unwrap_or(LogFormat::Text),
+            admin_token,
+            secret_key,
+        })
+    }
+}
+
+fn env_secret(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_zero_configuration() {
+        let config = Config::validate(ServeArgs::default(), None, None).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("switchyard-data"));
+        assert_eq!(config.markup_basis_points, 12_000);
+        assert_eq!(config.max_body_bytes, 10 * 1024 * 1024);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let args = ServeArgs { markup: Some("0.5".into()), ..ServeArgs::default() };
+        assert!(Config::validate(args, None, None).is_err());
+        assert!(Config::validate(ServeArgs::default(), Some("short".into()), None).is_err());
+        let args = ServeArgs { database_url: Some("mysql://x".into()), ..ServeArgs::default() };
+        assert!(Config::validate(args, None, None).is_err());
+    }
+
+    #[test]
+    fn toml_file_fills_gaps_and_rejects_unknown_keys() {
+        let parsed: ServeArgs = toml::from_str("listen = \"127.0.0.1:9000\"\nmarkup = \"1.5\"\n").unwrap();
+        assert_eq!(parsed.listen.unwrap().port(), 9000);
+        assert!(toml::from_str::<ServeArgs>("lisen = \"x\"").is_err());
+    }
+}

@@ -1,0 +1,126 @@
+//! Turns what an upstream reported into a usage record and a charge.
+
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use crate::domain::{new_id, now_ms, UsageRecord, UsageSource};
+use crate::recorder::UsageSink;
+use crate::registry::Route;
+
+/// Token counts as OpenAI-compatible servers report them.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub struct TokenUsage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+}
+
+#[derive(Deserialize)]
+struct WithUsage {
+    usage: Option<TokenUsage>,
+}
+
+/// Reads the `usage` object of a JSON response or stream chunk, if there is one.
+pub fn extract_usage(json: &[u8]) -> Option<TokenUsage> {
+    serde_json::from_slice::<WithUsage>(json).ok().and_then(|parsed| parsed.usage)
+}
+
+/// How a metered request ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status_code: u16,
+    pub usage: Option<TokenUsage>,
+    /// Output tokens counted by the gateway, used only when `usage` is `None`.
+    pub estimated_output_tokens: u64,
+    pub error_code: Option<String>,
+    pub first_byte: Option<Instant>,
+    /// When the upstream finished (or the stream was cut).
+    pub upstream_finished: Instant,
+}
+
+/// Everything needed to record one request once it ends.
+#[derive(Debug)]
+pub struct Meter {
+    pub route: Route,
+    pub sink: UsageSink,
+    pub request_id: String,
+    pub method: &'static str,
+    pub streamed: bool,
+    pub started: Instant,
+    pub upstream_started: Instant,
+    pub estimated_input_tokens: u64,
+}
+
+impl Meter {
+    /// Records the request and debits its cost; returns the cost in micro-dollars.
+    pub fn finish(self, outcome: Outcome) -> i64 {
+        let (input_tokens, output_tokens, usage_source) = match outcome.usage {
+            Some(usage) => (usage.prompt_tokens, usage.completion_tokens, UsageSource::Upstream),
+            None => (self.estimated_input_tokens, outcome.estimated_output_tokens, UsageSource::Estimated),
+        };
+        let success = outcome.error_code.is_none() && (200..300).contains(&outcome.status_code);
+        let compute_ms = millis(outcome.upstream_finished.saturating_duration_since(self.upstream_started));
+        // Failed requests that produced nothing are not charged.
+        let produced = success || output_tokens > 0;
+        let cost = if produced {
+            self.route.endpoint.tariff.charge_micros(compute_ms, input_tokens, output_tokens)
+        } else {
+            0
+        };
+        if cost > 0 {
+            self.route.account.add(-cost);
+        }
+        let latency_ms = millis(self.started.elapsed());
+        let endpoint_id = self.route.endpoint.endpoint.id.clone();
+        metrics::histogram!("switchyard_request_duration_seconds", "endpoint" => endpoint_id.clone())
+            .record(self.started.elapsed().as_secs_f64());
+        metrics::histogram!("switchyard_upstream_duration_seconds", "endpoint" => endpoint_id.clone())
+            .record(outcome.upstream_finished.saturating_duration_since(self.upstream_started).as_secs_f64());
+        self.sink.record(UsageRecord {
+            id: new_id(),
+            request_id: self.request_id,
+            api_key_id: self.route.key.key.id.clone(),
+            endpoint_id,
+            user_id: self.route.account.user_id.clone(),
+            method: self.method.to_owned(),
+            status_code: outcome.status_code,
+            input_tokens,
+            output_tokens,
+            usage_source,
+            latency_ms,
+            ttft_ms: outcome.first_byte.map(|at| millis(at.saturating_duration_since(self.started))),
+            compute_ms,
+            cost_micro_usd: cost,
+            success,
+            error_code: outcome.error_code,
+            streamed: self.streamed,
+            created_at: now_ms(),
+        });
+        cost
+    }
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Estimates tokens from bytes (about four bytes per token) when an upstream reports none.
+pub fn estimate_tokens(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extracts_usage_from_responses_and_chunks() {
+        let body = br#"{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":33,"completion_tokens":8,"total_tokens":41}}"#;
+        assert_eq!(extract_usage(body), Some(TokenUsage { prompt_tokens: 33, completion_tokens: 8 }));
+        assert_eq!(extract_usage(br#"{"choices":[],"usage":null}"#), None);
+        assert_eq!(extract_usage(b"not json"), None);
+        assert_eq!(estimate_tokens(9), 3);
+    }
+}

@@ -1,0 +1,275 @@
+//! Server-sent events passed through event by event while metering them.
+//!
+//! Complete events are forwarded as soon as they arrive (as a zero-copy slice
+//! of the upstream frame when nothing is removed); only an incomplete trailing
+//! event waits for its end. The usage chunk the gateway asked for on the
+//! client's behalf is removed when the client did not ask for it. Dropping the
+//! body (client gone) drops the upstream response, which cancels the upstream
+//! request, and records what was produced.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame};
+use hyper::body::Incoming;
+use tokio::time::Sleep;
+
+use super::metering::{estimate_tokens, extract_usage, Meter, Outcome, TokenUsage};
+
+/// A metered SSE body.
+pub struct MeteredStream {
+    upstream: Incoming,
+    pending: BytesMut,
+    drop_usage_chunk: bool,
+    meter: Option<Meter>,
+    status_code: u16,
+    usage: Option<TokenUsage>,
+    content_bytes: usize,
+    first_byte: Option<Instant>,
+    idle_timeout: Duration,
+    idle: Pin<Box<Sleep>>,
+    finished: bool,
+}
+
+impl MeteredStream {
+    /// Wraps an upstream SSE body.
+    pub fn new(upstream: Incoming, meter: Meter, status_code: u16, drop_usage_chunk: bool, idle_timeout: Duration) -> Self {
+        metrics::gauge!("switchyard_streams_in_flight").increment(1.0);
+        Self {
+            upstream,
+            pending: BytesMut::new(),
+            drop_usage_chunk,
+            meter: Some(meter),
+            status_code,
+            usage: None,
+            content_bytes: 0,
+            first_byte: None,
+            idle_timeout,
+            idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            finished: false,
+        }
+    }
+
+    /// Splits `data` into complete events (forwarded, minus a dropped usage
+    /// chunk) and an incomplete tail (kept for the next frame).
+    fn process(&mut self, data: Bytes) -> Bytes {
+        let buffer = if self.pending.is_empty() {
+            data
+        } else {
+            self.pending.extend_from_slice(&data);
+            self.pending.split().freeze()
+        };
+        let mut start = 0;
+        let mut rebuilt: Option<BytesMut> = None;
+        let mut copied_up_to = 0;
+        while let Some(length) = event_length(&buffer[start..]) {
+            let end = start + length;
+            if self.inspect_event(&buffer[start..end]) == Verdict::Drop {
+                let out = rebuilt.get_or_insert_with(|| BytesMut::with_capacity(buffer.len()));
+                out.extend_from_slice(&buffer[copied_up_to..start]);
+                copied_up_to = end;
+            }
+            start = end;
+        }
+        if start < buffer.len() {
+            self.pending.extend_from_slice(&buffer[start..]);
+        }
+        match rebuilt {
+            None => buffer.slice(..start),
+            Some(mut out) => {
+                out.extend_from_slice(&buffer[copied_up_to..start]);
+                out.freeze()
+            }
+        }
+    }
+
+    fn inspect_event(&mut self, event: &[u8]) -> Verdict {
+        let Some(data) = event_data(event) else {
+            return Verdict::Keep;
+        };
+        if data == b"[DONE]" {
+            return Verdict::Keep;
+        }
+        self.content_bytes += content_length_hint(data);
+        if contains(data, b"\"usage\"") {
+            if let Some(usage) = extract_usage(data) {
+                self.usage = Some(usage);
+                if self.drop_usage_chunk && has_empty_choices(data) {
+                    return Verdict::Drop;
+                }
+            }
+        }
+        Verdict::Keep
+    }
+
+    fn finish(&mut self, error_code: Option<&str>) {
+        if let Some(meter) = self.meter.take() {
+            metrics::gauge!("switchyard_streams_in_flight").decrement(1.0);
+            meter.finish(Outcome {
+                status_code: self.status_code,
+                usage: self.usage,
+                estimated_output_tokens: estimate_tokens(self.content_bytes),
+                error_code: error_code.map(str::to_owned),
+                first_byte: self.first_byte,
+                upstream_finished: Instant::now(),
+            });
+        }
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    Drop,
+}
+
+impl Body for MeteredStream {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        loop {
+            match Pin::new(&mut this.upstream).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    let deadline = tokio::time::Instant::now() + this.idle_timeout;
+                    this.idle.as_mut().reset(deadline);
+                    if this.first_byte.is_none() {
+                        this.first_byte = Some(Instant::now());
+                    }
+                    let out = this.process(data);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(out))));
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    tracing::warn!(%error, "upstream stream failed");
+                    this.finished = true;
+                    this.finish(Some("upstream_stream_error"));
+                    return Poll::Ready(Some(Err(error)));
+                }
+                Poll::Ready(None) => {
+                    this.finished = true;
+                    let rest = this.pending.split().freeze();
+                    this.finish(None);
+                    return if rest.is_empty() { Poll::Ready(None) } else { Poll::Ready(Some(Ok(Frame::data(rest)))) };
+                }
+                Poll::Pending => {
+                    if this.idle.as_mut().poll(cx).is_ready() {
+                        tracing::warn!(timeout = ?this.idle_timeout, "upstream stream went idle; closing it");
+                        this.finished = true;
+                        this.finish(Some("upstream_timeout"));
+                        let event = Bytes::from_static(
+                            b"data: {\"error\":{\"message\":\"upstream stopped sending\",\"type\":\"server_error\",\"code\":\"upstream_timeout\"}}\n\n",
+                        );
+                        return Poll::Ready(Some(Ok(Frame::data(event))));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.finished
+    }
+}
+
+impl Drop for MeteredStream {
+    fn drop(&mut self) {
+        // Still metering: the client went away before the upstream finished.
+        self.finish(Some("client_disconnected"));
+    }
+}
+
+/// Length of the first complete event in `buffer` including its blank line.
+fn event_length(buffer: &[u8]) -> Option<usize> {
+    let mut index = 0;
+    while index < buffer.len() {
+        if buffer[index] == b'\n' {
+            match buffer.get(index + 1) {
+                Some(b'\n') => return Some(index + 2),
+                Some(b'\r') if buffer.get(index + 2) == Some(&b'\n') => return Some(index + 3),
+                _ => {}
+            }
+        }
+        index += 1;
+    }
+    None
+}
+
+/// The payload of the event's `data:` line(s); multi-line data is rare in
+/// OpenAI streams, so only the first line is inspected.
+fn event_data(event: &[u8]) -> Option<&[u8]> {
+    event.split(|&b| b == b'\n').find_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        line.strip_prefix(b"data:").map(|rest| rest.strip_prefix(b" ").unwrap_or(rest))
+    })
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+fn has_empty_choices(data: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Choices {
+        choices: Option<Vec<serde::de::IgnoredAny>>,
+    }
+    serde_json::from_slice::<Choices>(data)
+        .ok()
+        .and_then(|parsed| parsed.choices)
+        .is_some_and(|choices| choices.is_empty())
+}
+
+/// Rough size of generated text in a chunk, for estimating tokens.
+fn content_length_hint(data: &[u8]) -> usize {
+    for marker in [&b"\"content\":\""[..], &b"\"text\":\""[..]] {
+        if let Some(position) = data.windows(marker.len()).position(|window| window == marker) {
+            let rest = &data[position + marker.len()..];
+            let mut length = 0;
+            let mut escaped = false;
+            for &byte in rest {
+                if escaped {
+                    escaped = false;
+                } else if byte == b'\\' {
+                    escaped = true;
+                } else if byte == b'"' {
+                    break;
+                }
+                length += 1;
+            }
+            return length.max(1);
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_event_boundaries() {
+        assert_eq!(event_length(b"data: x\n\ndata: y"), Some(9));
+        assert_eq!(event_length(b"data: x\r\n\r\n"), Some(11));
+        assert_eq!(event_length(b"data: x\n"), None);
+        assert_eq!(event_data(b"event: e\ndata: {\"a\":1}\n\n"), Some(&b"{\"a\":1}"[..]));
+        assert_eq!(event_data(b": comment\n\n"), None);
+    }
+
+    #[test]
+    fn recognises_usage_only_chunks() {
+        assert!(has_empty_choices(br#"{"choices":[],"usage":{"prompt_tokens":1}}"#));
+        assert!(!has_empty_choices(br#"{"choices":[{"delta":{}}],"usage":{"prompt_tokens":1}}"#));
+        assert_eq!(content_length_hint(br#"{"delta":{"content":"Hello"}}"#), 5);
+        assert_eq!(content_length_hint(br#"{"delta":{"role":"assistant"}}"#), 0);
+    }
+}

@@ -1,0 +1,19 @@
+//! Switchyard: private inference endpoints behind one OpenAI-compatible gateway.
+//!
+//! See ARCHITECTURE.md for the map of these modules and the request path.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod gateway;
+pub mod money;
+pub mod pricing;
+pub mod ratelimit;
+pub mod recorder;
+pub mod registry;
+pub mod secrets;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod tokens;

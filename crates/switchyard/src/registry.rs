@@ -1,0 +1,235 @@
+//! The gateway's in-memory view of keys, endpoints and balances.
+//!
+//! The request path reads one immutable [`Snapshot`] through `ArcSwap` (no
+//! lock, no database round trip). Every management write reloads the snapshot
+//! from the store before it answers, so a revoked key is refused on the very
+//! next request. Rate-limit counters and balances live in `Arc`s that survive
+//! reloads.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+
+use crate::domain::{ApiKey, Endpoint, Permission};
+use crate::money::Tariff;
+use crate::pricing::PriceTable;
+use crate::ratelimit::KeyLimiter;
+use crate::secrets::Secrets;
+use crate::store::{Store, StoreError};
+
+/// A key as the gateway checks it.
+#[derive(Debug)]
+pub struct KeyRuntime {
+    pub key: ApiKey,
+    pub limiter: Arc<KeyLimiter>,
+}
+
+impl KeyRuntime {
+    /// Tells whether the key allows an operation (an empty list allows all).
+    pub fn allows(&self, permission: Permission) -> bool {
+        self.key.permissions.is_empty() || self.key.permissions.contains(&permission)
+    }
+}
+
+/// An endpoint as the gateway forwards to it.
+#[derive(Debug)]
+pub struct EndpointRuntime {
+    pub endpoint: Endpoint,
+    /// Base URL without a trailing slash, e.g. `http://127.0.0.1:8000/v1`.
+    pub base_url: String,
+    /// `Authorization` header for the upstream, decrypted once at load time.
+    pub upstream_authorization: Option<HeaderValue>,
+    pub tariff: Tariff,
+}
+
+/// A user's prepaid balance as the gateway debits it.
+#[derive(Debug)]
+pub struct Account {
+    pub user_id: String,
+    balance_micro_usd: AtomicI64,
+}
+
+impl Account {
+    /// The current balance in micro-dollars, including charges not yet flushed.
+    pub fn balance(&self) -> i64 {
+        self.balance_micro_usd.load(Ordering::Acquire)
+    }
+
+    /// Debits (negative) or credits (positive) the in-memory balance.
+    pub fn add(&self, micro_usd: i64) {
+        self.balance_micro_usd.fetch_add(micro_usd, Ordering::AcqRel);
+    }
+}
+
+/// Everything the gateway needs for one key.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub key: Arc<KeyRuntime>,
+    pub endpoint: Arc<EndpointRuntime>,
+    pub account: Arc<Account>,
+}
+
+/// One immutable view of all routable keys.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub routes: HashMap<[u8; 32], Route>,
+    pub accounts: HashMap<String, Arc<Account>>,
+}
+
+/// Owner of the current snapshot.
+pub struct Registry {
+    current: ArcSwap<Snapshot>,
+    reload_lock: tokio::sync::Mutex<()>,
+    store: Store,
+    secrets: Arc<Secrets>,
+    pricing: Arc<PriceTable>,
+    markup_basis_points: i64,
+}
+
+impl Registry {
+    /// Creates a registry and loads its first snapshot.
+    pub async fn load(
+        store: Store,
+        secrets: Arc<Secrets>,
+        pricing: Arc<PriceTable>,
+        markup_basis_points: i64,
+    ) -> Result<Self, StoreError> {
+        let registry = Self {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            reload_lock: tokio::sync::Mutex::new(()),
+            store,
+            secrets,
+            pricing,
+            markup_basis_points,
+        };
+        registry.reload().await?;
+        Ok(registry)
+    }
+
+    /// The current snapshot (a cheap pointer load).
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// Finds the route for a key hash.
+    pub fn route(&self, key_hash: &[u8; 32]) -> Option<Route> {
+        self.current.load().routes.get(key_hash).cloned()
+    }
+
+    /// The in-memory account of a user, if known.
+    pub fn account(&self, user_id: &str) -> Option<Arc<Account>> {
+        self.current.load().accounts.get(user_id).cloned()
+    }
+
+    /// Rebuilds the snapshot from the store, keeping live counters and balances.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let _guard = self.reload_lock.lock().await;
+        let previous = self.current.load_full();
+        let users = self.store.list_users().await?;
+        let endpoints = self.store.list_live_endpoints().await?;
+        let keys = self.store.list_usable_keys().await?;
+
+        let accounts: HashMap<String, Arc<Account>> = users
+            .into_iter()
+            .map(|user| {
+                let account = previous.accounts.get(&user.id).cloned().unwrap_or_else(|| {
+                    Arc::new(Account {
+                        user_id: user.id.clone(),
+                        balance_micro_usd: AtomicI64::new(user.balance_micro_usd),
+                    })
+                });
+                (user.id, account)
+            })
+            .collect();
+
+        let previous_endpoints: HashMap<&str, &Arc<EndpointRuntime>> = previous
+            .routes
+            .values()
+            .map(|route| (route.endpoint.endpoint.id.as_str(), &route.endpoint))
+            .collect();
+        let mut endpoint_runtimes: HashMap<String, Arc<EndpointRuntime>> = HashMap::new();
+        for endpoint in endpoints {
+            let reusable = previous_endpoints
+                .get(endpoint.id.as_str())
+                .filter(|runtime| runtime.endpoint == endpoint)
+                .map(|runtime| Arc::clone(runtime));
+            let runtime = match reusable {
+                Some(runtime) => runtime,
+                None => Arc::new(self.build_endpoint(endpoint)),
+            };
+            endpoint_runtimes.insert(runtime.endpoint.id.clone(), runtime);
+        }
+
+        let previous_limiters: HashMap<&str, &Arc<KeyLimiter>> = previous
+            .routes
+            .values()
+            .map(|route| (route.key.key.id.as_str(), &route.key.limiter))
+            .collect();
+        let mut routes = HashMap::with_capacity(keys.len());
+        for key in keys {
+            let (Some(endpoint), Some(account)) =
+                (endpoint_runtimes.get(&key.endpoint_id), accounts.get(&key.user_id))
+            else {
+                continue;
+            };
+            let limiter = previous_limiters
+                .get(key.id.as_str())
+                .map(|limiter| Arc::clone(limiter))
+                .unwrap_or_default();
+            routes.insert(
+                key.key_hash,
+                Route {
+                    key: Arc::new(KeyRuntime { key, limiter }),
+                    endpoint: Arc::clone(endpoint),
+                    account: Arc::clone(account),
+                },
+            );
+        }
+        self.current.store(Arc::new(Snapshot { routes, accounts }));
+        Ok(())
+    }
+
+    fn build_endpoint(&self, endpoint: Endpoint) -> EndpointRuntime {
+        let upstream_authorization = endpoint
+            .upstream_key_encrypted
+            .as_deref()
+            .and_then(|sealed| match self.secrets.decrypt(sealed) {
+                Ok(secret) => HeaderValue::from_str(&format!("Bearer {secret}")).ok(),
+                Err(error) => {
+                    tracing::error!(endpoint_id = %endpoint.id, %error, "cannot decrypt the upstream credential");
+                    None
+                }
+            })
+            .map(|mut value| {
+                value.set_sensitive(true);
+                value
+            });
+        let compute = endpoint.pricing.compute_nanos_per_second.unwrap_or_else(|| {
+            endpoint
+                .gpu_type
+                .as_deref()
+                .and_then(|gpu| self.pricing.compute_nanos_per_second(&endpoint.provider, gpu))
+                .unwrap_or(0)
+        });
+        let (input, output) = match endpoint.modality {
+            crate::domain::Modality::Llm | crate::domain::Modality::Embedding => {
+                (endpoint.pricing.input_nanos_per_1k, endpoint.pricing.output_nanos_per_1k)
+            }
+            _ => (0, 0),
+        };
+        EndpointRuntime {
+            base_url: endpoint.upstream_base_url.trim_end_matches('/').to_owned(),
+            upstream_authorization,
+            tariff: Tariff {
+                compute_nanos_per_second: compute,
+                input_nanos_per_1k: input,
+                output_nanos_per_1k: output,
+                markup_basis_points: self.markup_basis_points,
+            },
+            endpoint,
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! Shared application state handed to every handler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::gateway::upstream::UpstreamClient;
+use crate::pricing::PriceTable;
+use crate::recorder::UsageSink;
+use crate::registry::Registry;
+use crate::secrets::Secrets;
+use crate::store::Store;
+
+/// Settings the handlers need at run time.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    pub max_body_bytes: usize,
+    pub upstream_timeout: Duration,
+    pub stream_idle_timeout: Duration,
+    pub public_url: Option<String>,
+    pub listen_url: String,
+}
+
+/// Everything a handler can reach.
+pub struct AppState {
+    pub store: Store,
+    pub registry: Registry,
+    pub secrets: Arc<Secrets>,
+    pub pricing: Arc<PriceTable>,
+    pub usage: UsageSink,
+    pub upstream: UpstreamClient,
+    pub settings: RuntimeSettings,
+    pub metrics: PrometheusHandle,
+}
+
+/// The state as axum shares it.
+pub type SharedState = Arc<AppState>;

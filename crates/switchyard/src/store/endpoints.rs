@@ -1,0 +1,232 @@
+//! Endpoints, scoped to their owner.
+
+use super::{keys::insert_key, rows, Store, StoreError};
+use crate::domain::{now_ms, ApiKey, Endpoint, EndpointStatus, Modality};
+
+/// Filters for listing endpoints.
+#[derive(Debug, Default, Clone)]
+pub struct EndpointFilter {
+    pub modality: Option<Modality>,
+    pub status: Option<EndpointStatus>,
+    pub provider: Option<String>,
+}
+
+/// The mutable fields of an endpoint; `None` leaves a field unchanged.
+#[derive(Debug, Default, Clone)]
+pub struct EndpointPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub status: Option<EndpointStatus>,
+    pub min_workers: Option<i64>,
+    pub max_workers: Option<i64>,
+    pub idle_timeout_seconds: Option<i64>,
+    pub gpu_type: Option<Option<String>>,
+    pub timeout_seconds: Option<Option<i64>>,
+    pub upstream_base_url: Option<String>,
+    pub upstream_model: Option<String>,
+    pub upstream_key_encrypted: Option<Option<String>>,
+    pub input_nanos_per_1k: Option<i64>,
+    pub output_nanos_per_1k: Option<i64>,
+    pub compute_nanos_per_second: Option<Option<i64>>,
+    pub error_message: Option<Option<String>>,
+}
+
+impl EndpointPatch {
+    fn apply(self, endpoint: &mut Endpoint) {
+        macro_rules! set {
+            ($($field:ident),*) => { $(if let Some(value) = self.$field { endpoint.$field = value; })* };
+        }
+        set!(
+            name,
+            description,
+            status,
+            min_workers,
+            max_workers,
+            idle_timeout_seconds,
+            gpu_type,
+            timeout_seconds,
+            upstream_base_url,
+            upstream_model,
+            upstream_key_encrypted,
+            error_message
+        );
+        if let Some(value) = self.input_nanos_per_1k {
+            endpoint.pricing.input_nanos_per_1k = value;
+        }
+        if let Some(value) = self.output_nanos_per_1k {
+            endpoint.pricing.output_nanos_per_1k = value;
+        }
+        if let Some(value) = self.compute_nanos_per_second {
+            endpoint.pricing.compute_nanos_per_second = value;
+        }
+    }
+}
+
+impl Store {
+    /// Inserts an endpoint together with its first API key, atomically.
+    pub async fn create_endpoint(&self, endpoint: &Endpoint, first_key: &ApiKey) -> Result<(), StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO endpoints (id, user_id, name, description, modality, source_type, base_model, \
+             hf_repo_url, provider, provider_endpoint_id, endpoint_url, endpoint_type, gpu_type, min_workers, \
+             max_workers, idle_timeout_seconds, status, last_active_at, error_message, upstream_base_url, \
+             upstream_api, upstream_model, upstream_key_encrypted, timeout_seconds, price_input_nanos_per_1k, \
+             price_output_nanos_per_1k, price_compute_nanos_per_second, created_at, updated_at) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+             $21, $22, $23, $24, $25, $26, $27, $28, $29)",
+        )
+        .bind(&endpoint.id)
+        .bind(&endpoint.user_id)
+        .bind(&endpoint.name)
+        .bind(&endpoint.description)
+        .bind(endpoint.modality.as_str())
+        .bind(endpoint.source_type.as_str())
+        .bind(&endpoint.base_model)
+        .bind(&endpoint.hf_repo_url)
+        .bind(&endpoint.provider)
+        .bind(&endpoint.provider_endpoint_id)
+        .bind(&endpoint.endpoint_url)
+        .bind(endpoint.endpoint_type.as_str())
+        .bind(&endpoint.gpu_type)
+        .bind(endpoint.min_workers)
+        .bind(endpoint.max_workers)
+        .bind(endpoint.idle_timeout_seconds)
+        .bind(endpoint.status.as_str())
+        .bind(endpoint.last_active_at)
+        .bind(&endpoint.error_message)
+        .bind(&endpoint.upstream_base_url)
+        .bind(endpoint.upstream_api.as_str())
+        .bind(&endpoint.upstream_model)
+        .bind(&endpoint.upstream_key_encrypted)
+        .bind(endpoint.timeout_seconds)
+        .bind(endpoint.pricing.input_nanos_per_1k)
+        .bind(endpoint.pricing.output_nanos_per_1k)
+        .bind(endpoint.pricing.compute_nanos_per_second)
+        .bind(endpoint.created_at)
+        .bind(endpoint.updated_at)
+        .execute(&mut *transaction)
+        .await
+        .map_err(|error| {
+            StoreError::from_write(error, &format!("an endpoint named `{}` already exists", endpoint.name))
+        })?;
+        insert_key(&mut transaction, first_key).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// Loads one of the user's endpoints; another user's endpoint is not found.
+    pub async fn get_endpoint(&self, user_id: &str, endpoint_id: &str) -> Result<Endpoint, StoreError> {
+        let query = format!(
+            "SELECT {} FROM endpoints WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL",
+            rows::ENDPOINT_COLUMNS
+        );
+        let row = sqlx::query(&query)
+            .bind(endpoint_id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        rows::endpoint(&row)
+    }
+
+    /// Lists the user's endpoints, newest first.
+    pub async fn list_endpoints(&self, user_id: &str, filter: &EndpointFilter) -> Result<Vec<Endpoint>, StoreError> {
+        let mut builder = sqlx::QueryBuilder::<sqlx::Any>::new(format!(
+            "SELECT {} FROM endpoints WHERE deleted_at IS NULL AND user_id = ",
+            rows::ENDPOINT_COLUMNS
+        ));
+        builder.push_bind(user_id.to_owned());
+        if let Some(modality) = filter.modality {
+            builder.push(" AND modality = ").push_bind(modality.as_str());
+        }
+        if let Some(status) = filter.status {
+            builder.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(provider) = &filter.provider {
+            builder.push(" AND provider = ").push_bind(provider.clone());
+        }
+        builder.push(" ORDER BY created_at DESC, id DESC");
+        let rows = builder.build().fetch_all(&self.pool).await?;
+        rows.iter().map(rows::endpoint).collect()
+    }
+
+    /// Loads every endpoint that is not deleted (for the gateway snapshot).
+    pub async fn list_live_endpoints(&self) -> Result<Vec<Endpoint>, StoreError> {
+        let query = format!("SELECT {} FROM endpoints WHERE deleted_at IS NULL", rows::ENDPOINT_COLUMNS);
+        let rows = sqlx::query(&query).fetch_all(&self.pool).await?;
+        rows.iter().map(rows::endpoint).collect()
+    }
+
+    /// Applies a patch to one of the user's endpoints and returns the result.
+    pub async fn update_endpoint(
+        &self,
+        user_id: &str,
+        endpoint_id: &str,
+        patch: EndpointPatch,
+    ) -> Result<Endpoint, StoreError> {
+        let mut endpoint = self.get_endpoint(user_id, endpoint_id).await?;
+        patch.apply(&mut endpoint);
+        endpoint.updated_at = now_ms();
+        let result = sqlx::query(
+            "UPDATE endpoints SET name = $1, description = $2, status = $3, min_workers = $4, max_workers = $5, \
+             idle_timeout_seconds = $6, gpu_type = $7, timeout_seconds = $8, upstream_base_url = $9, \
+             upstream_model = $10, upstream_key_encrypted = $11, price_input_nanos_per_1k = $12, \
+             price_output_nanos_per_1k = $13, price_compute_nanos_per_second = $14, error_message = $15, \
+             updated_at = $16 WHERE id = $17 AND user_id = $18 AND deleted_at IS NULL",
+        )
+        .bind(&endpoint.name)
+        .bind(&endpoint.description)
+        .bind(endpoint.status.as_str())
+        .bind(endpoint.min_workers)
+        .bind(endpoint.max_workers)
+        .bind(endpoint.idle_timeout_seconds)
+        .bind(&endpoint.gpu_type)
+        .bind(endpoint.timeout_seconds)
+        .bind(&endpoint.upstream_base_url)
+        .bind(&endpoint.upstream_model)
+        .bind(&endpoint.upstream_key_encrypted)
+        .bind(endpoint.pricing.input_nanos_per_1k)
+        .bind(endpoint.pricing.output_nanos_per_1k)
+        .bind(endpoint.pricing.compute_nanos_per_second)
+        .bind(&endpoint.error_message)
+        .bind(endpoint.updated_at)
+        .bind(endpoint_id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|error| {
+            StoreError::from_write(error, &format!("an endpoint named `{}` already exists", endpoint.name))
+        })?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(endpoint)
+    }
+
+    /// Terminates one of the user's endpoints: marks it deleted and revokes its keys.
+    pub async fn delete_endpoint(&self, user_id: &str, endpoint_id: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut transaction = self.pool.begin().await?;
+        let result = sqlx::query(
+            "UPDATE endpoints SET status = 'terminated', deleted_at = $1, updated_at = $1 \
+             WHERE id = $2 AND user_id = $3 AND deleted_at IS NULL",
+        )
+        .bind(now)
+        .bind(endpoint_id)
+        .bind(user_id)
+        .execute(&mut *transaction)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query(
+            "UPDATE api_keys SET is_active = 0, revoked_at = $1 WHERE endpoint_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(endpoint_id)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+}
