@@ -28,8 +28,8 @@ else
     BENCH_RUNS=${BENCH_RUNS:-2}
     BENCH_DURATION=${BENCH_DURATION:-10}          # seconds per fixed-rate run
     BENCH_MAX_DURATION=${BENCH_MAX_DURATION:-8}   # seconds per max-throughput run
-    BENCH_STREAMS_N=${BENCH_STREAMS_N:-5000}      # requests in the 1,000-stream check
-    BENCH_WARMUP=${BENCH_WARMUP:-2}               # seconds of warm-up per config and mode
+    BENCH_STREAMS_N=${BENCH_STREAMS_N:-3000}      # requests in the 1,000-stream check
+    BENCH_WARMUP=${BENCH_WARMUP:-1}               # seconds of warm-up per config and mode
 fi
 BENCH_RATES=${BENCH_RATES:-"500 2000"}         # fixed request rates (req/s)
 BENCH_RATE_CONNS=${BENCH_RATE_CONNS:-50}       # connections for the fixed-rate runs
@@ -94,17 +94,17 @@ declare -A PIDS=()        # name -> pid (nginx master or switchyard)
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 STOP_RC=0
-stop_pid() {   # stop_pid PID SIGNAL: signal, wait up to 10 s, then SIGKILL. Exit status -> STOP_RC.
-    local pid=$1 sig=$2 i
+stop_pid() {   # stop_pid PID SIGNAL [TIMEOUT_S]: signal, wait, then SIGKILL. Exit status -> STOP_RC.
+    local pid=$1 sig=$2 timeout=${3:-10} i
     STOP_RC=0
     if kill -0 "$pid" 2>/dev/null; then
         kill "-$sig" "$pid" 2>/dev/null || true
-        for ((i = 0; i < 100; i++)); do
+        for ((i = 0; i < timeout * 10; i++)); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
         if kill -0 "$pid" 2>/dev/null; then
-            log "pid $pid did not stop after SIG$sig in 10 s: SIGKILL"
+            log "pid $pid did not stop after SIG$sig in $timeout s: SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
         fi
     fi
@@ -114,7 +114,7 @@ stop_pid() {   # stop_pid PID SIGNAL: signal, wait up to 10 s, then SIGKILL. Exi
 stop_all() {
     local pid
     if [[ -n ${PIDS[switchyard]:-} ]]; then
-        stop_pid "${PIDS[switchyard]}" TERM
+        stop_pid "${PIDS[switchyard]}" TERM 40   # its shutdown grace is 30 s by default
         log "switchyard stopped with SIGTERM (exit status $STOP_RC)"
         if [[ -n $RESULTS ]]; then echo "$STOP_RC" >"$RESULTS/switchyard-exit-status"; fi
         unset 'PIDS[switchyard]'
@@ -265,7 +265,7 @@ run_oha() {
     [[ -n $gw ]] && gw_cpu0=$(cpu_ticks $gw)
     up_cpu0=$(cpu_ticks $up)
     t0=$(date +%s.%N)
-    taskset -c "$BENCH_LOAD_CPU" oha --no-tui --json -m POST \
+    taskset -c "$BENCH_LOAD_CPU" oha --no-tui --output-format json --worker-threads 1 -m POST \
         -H "Authorization: Bearer $key" -H "Content-Type: application/json" -d "$body" \
         "$@" "$url" >"$out.json" 2>"$out.stderr" || rc=$?
     t1=$(date +%s.%N)
@@ -398,6 +398,12 @@ main() {
                 -n "$BENCH_STREAMS_N" -c "$BENCH_STREAMS_CONNS" -t 60s
         done
     done
+
+    if has_config switchyard; then
+        sleep 1   # let the usage batches flush
+        python3 "$BENCH_DIR/sy_client.py" report "http://127.0.0.1:$SY_PORT" "$TMP/sy-keys.state.json" \
+            "$RESULTS/switchyard-metering.json" || log "WARNING: could not read switchyard usage/balance"
+    fi
 
     stop_all
     python3 "$BENCH_DIR/summarize.py" "$RESULTS" | tee "$RESULTS/summary.md"

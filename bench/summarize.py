@@ -4,7 +4,7 @@
 usage: summarize.py RESULTS_DIR
 
 Reads RESULTS_DIR/env.json, RESULTS_DIR/{runs,streams}/*.meta.json and the oha
---json output next to each (same name without .meta). oha fields used:
+--output-format json output next to each (same name without .meta). oha fields used:
   summary.requestsPerSec, summary.total (s), summary.average (s), summary.successRate,
   latencyPercentiles.p50 / .p99 (s), statusCodeDistribution {"200": n},
   errorDistribution {"message": n}.
@@ -237,6 +237,31 @@ def main():
         bad = {k: v for k, v in r.status.items() if not k.startswith("2")}
         if bad or r.errors:
             notes.append(f"- {r.config}/{r.mode}/{r.kind} run {r.run}: status {bad or '{}'}, errors {r.errors or '{}'}")
+    metering = load_json(os.path.join(root, "switchyard-metering.json"))
+    if metering:
+        warm = []
+        for meta_path in glob.glob(os.path.join(root, "warmup", "*.meta.json")):
+            meta = load_json(meta_path)
+            if meta:
+                warm.append(Run(meta, load_json(meta_path[: -len(".meta.json")] + ".json")))
+        rows = []
+        for mode, usage in (metering.get("usage") or {}).items():
+            u = usage.get("usage") or {}
+            sent = [r for r in runs + warm if r.config == "switchyard" and r.mode == mode]
+            if not sent and not u:
+                continue
+            ok = sum(r.ok_2xx for r in sent) + 1  # + the smoke request
+            rows.append([mode, ok, u.get("requests", "?"), u.get("errors", "?"), u.get("input_tokens", "?"),
+                         u.get("output_tokens", "?"), u.get("credits", "?")])
+        out.append("#### Switchyard metering check")
+        out.append("")
+        out.append(f"Credit balance {metering.get('balance_start')} → {metering.get('balance_end')}.")
+        out.append("")
+        if rows:
+            out.append(table(["endpoint", "2xx sent (incl. warm-up, smoke)", "metered requests", "metered errors",
+                              "input tokens", "output tokens", "credits"], rows))
+            out.append("")
+
     exit_status = os.path.join(root, "switchyard-exit-status")
     if os.path.exists(exit_status):
         with open(exit_status) as f:

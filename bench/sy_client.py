@@ -6,7 +6,11 @@
   sy_client.py setup BASE_URL ADMIN_TOKEN UPSTREAM_BASE OUT_FILE
       Create the bench user, credits, endpoints and high-limit API keys on a
       running Switchyard through its management API; write "NAME KEY" lines
-      (plain / stream / slowstream) to OUT_FILE.
+      (plain / stream / slowstream) to OUT_FILE, and the user token, endpoint
+      ids and starting balance to OUT_FILE.state.json (for `report`).
+  sy_client.py report BASE_URL STATE_FILE OUT_JSON
+      After the load: read the bench user's balance and each endpoint's usage
+      (GET /api/v1/billing/balance, /api/v1/endpoints/{id}/usage) into OUT_JSON.
   sy_client.py smoke URL MODE KEY BODY
       POST BODY to URL with the key; check a 200 and a well-formed chat
       completion (MODE=plain) or an SSE stream ending in [DONE] (MODE=stream).
@@ -81,6 +85,7 @@ def cmd_setup(base, admin, upstream_base, out_file):
               {"credits": 100000000, "reason": "bench"})
     print(f"switchyard: user {user_id} created, credit balance {bal.get('balance')}", file=sys.stderr)
     lines = []
+    state = {"user_id": user_id, "user_token": user_token, "balance_start": bal.get("balance"), "endpoints": {}}
     for name, model, prefix in ENDPOINTS:
         ep = api("POST", f"{base}/api/v1/endpoints", user_token, {
             "name": model,
@@ -89,6 +94,7 @@ def cmd_setup(base, admin, upstream_base, out_file):
             "upstream": {"base_url": f"{upstream_base}{prefix}", "api": "openai", "model": "bench-model"},
         })
         ep_id = dig(ep, "endpoint", "id")
+        state["endpoints"][name] = ep_id
         dig(ep, "api_key")  # the default key: limits too low for a load test, not used
         key = api("POST", f"{base}/api/v1/endpoints/{ep_id}/keys", user_token, {
             "name": "bench",
@@ -98,6 +104,28 @@ def cmd_setup(base, admin, upstream_base, out_file):
         lines.append(f"{name} {dig(key, 'api_key')}\n")
     with open(out_file, "w") as f:
         f.writelines(lines)
+    with open(out_file + ".state.json", "w") as f:
+        json.dump(state, f)
+
+
+def cmd_report(base, state_file, out_json):
+    base = base.rstrip("/")
+    with open(state_file) as f:
+        state = json.load(f)
+    token = state["user_token"]
+    report = {"balance_start": state.get("balance_start"), "usage": {}}
+    status, raw = request("GET", f"{base}/api/v1/billing/balance", token)
+    report["balance_status"] = status
+    if status == 200:
+        report["balance_end"] = json.loads(raw).get("balance")
+    for name, ep_id in state["endpoints"].items():
+        status, raw = request("GET", f"{base}/api/v1/endpoints/{ep_id}/usage", token)
+        try:
+            report["usage"][name] = json.loads(raw) if status == 200 else {"status": status}
+        except ValueError:
+            report["usage"][name] = {"status": status}
+    with open(out_json, "w") as f:
+        json.dump(report, f, indent=1)
 
 
 def cmd_smoke(url, mode, key, body):
@@ -122,7 +150,7 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     cmd, args = sys.argv[1], sys.argv[2:]
-    fn = {"wait": cmd_wait, "setup": cmd_setup, "smoke": cmd_smoke}.get(cmd)
+    fn = {"wait": cmd_wait, "setup": cmd_setup, "report": cmd_report, "smoke": cmd_smoke}.get(cmd)
     if fn is None:
         sys.exit(__doc__)
     fn(*args)

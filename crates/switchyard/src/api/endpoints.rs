@@ -155,7 +155,7 @@ pub async fn create_endpoint(
         updated_at: now,
     };
     let key_request = request.key.unwrap_or_else(|| CreateKey::named("default"));
-    let (key, secret) = new_key(&endpoint, key_request)?;
+    let (key, secret) = new_key(&endpoint, key_request, &state.secrets)?;
     state.store.create_endpoint(&endpoint, &key).await?;
     state.registry.reload().await?;
     let public = views::public_url(&state, &headers);

@@ -11,6 +11,7 @@ use super::endpoints::owned_endpoint;
 use super::{views, ApiJson, Caller};
 use crate::domain::{new_id, now_ms, parse_time, ApiKey, Endpoint, Permission};
 use crate::error::HttpError;
+use crate::secrets::Secrets;
 use crate::state::SharedState;
 use crate::tokens::{display_prefix, generate_api_key};
 
@@ -50,7 +51,7 @@ impl CreateKey {
 }
 
 /// Validates a key request and builds the stored key and its one-time secret.
-pub fn new_key(endpoint: &Endpoint, request: CreateKey) -> Result<(ApiKey, String), HttpError> {
+pub fn new_key(endpoint: &Endpoint, request: CreateKey, secrets: &Secrets) -> Result<(ApiKey, String), HttpError> {
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(HttpError::invalid_field("name", "must be 1 to 100 characters"));
@@ -81,7 +82,7 @@ pub fn new_key(endpoint: &Endpoint, request: CreateKey) -> Result<(ApiKey, Strin
         user_id: endpoint.user_id.clone(),
         name: name.to_owned(),
         prefix: display_prefix(&secret),
-        key_hash: [0; 32],
+        key_hash: secrets.hash_token(&secret),
         permissions: request.permissions.unwrap_or_default(),
         rate_limit_per_minute: per_minute,
         rate_limit_per_day: per_day,
@@ -103,8 +104,7 @@ pub async fn create_key(
     ApiJson(request): ApiJson<CreateKey>,
 ) -> Result<impl IntoResponse, HttpError> {
     let endpoint = owned_endpoint(&state, &user.id, &endpoint_id).await?;
-    let (mut key, secret) = new_key(&endpoint, request)?;
-    key.key_hash = state.secrets.hash_token(&secret);
+    let (key, secret) = new_key(&endpoint, request, &state.secrets)?;
     state.store.create_key(&key).await?;
     state.registry.reload().await?;
     Ok((StatusCode::CREATED, Json(json!({ "api_key": secret, "key": views::key(&key) }))))

@@ -154,6 +154,6 @@ mod tests {
         assert_eq!(credits_to_micros(&number("-2")).unwrap(), -20_000);
         assert!(credits_to_micros(&number("0")).is_err());
         assert!(credits_to_micros(&number("0.00001")).is_err());
-        assert!(credits_to_micros(&number("1e3")).is_err());
+        assert_eq!(credits_to_micros(&number("1e3")).unwrap(), 10_000_000);
     }
 }

@@ -131,22 +131,29 @@ impl Store {
 
     /// Lists the user's endpoints, newest first.
     pub async fn list_endpoints(&self, user_id: &str, filter: &EndpointFilter) -> Result<Vec<Endpoint>, StoreError> {
-        let mut builder = sqlx::QueryBuilder::<sqlx::Any>::new(format!(
-            "SELECT {} FROM endpoints WHERE deleted_at IS NULL AND user_id = ",
+        // QueryBuilder<Any> writes `?` placeholders, which PostgreSQL rejects, so
+        // the optional filters are numbered by hand; values are always bound.
+        let mut query = format!(
+            "SELECT {} FROM endpoints WHERE deleted_at IS NULL AND user_id = $1",
             rows::ENDPOINT_COLUMNS
-        ));
-        builder.push_bind(user_id.to_owned());
-        if let Some(modality) = filter.modality {
-            builder.push(" AND modality = ").push_bind(modality.as_str());
+        );
+        let mut values: Vec<String> = Vec::new();
+        for (column, value) in [
+            ("modality", filter.modality.map(|m| m.as_str().to_owned())),
+            ("status", filter.status.map(|s| s.as_str().to_owned())),
+            ("provider", filter.provider.clone()),
+        ] {
+            if let Some(value) = value {
+                values.push(value);
+                query.push_str(&format!(" AND {column} = ${}", values.len() + 1));
+            }
         }
-        if let Some(status) = filter.status {
-            builder.push(" AND status = ").push_bind(status.as_str());
+        query.push_str(" ORDER BY created_at DESC, id DESC");
+        let mut statement = sqlx::query(&query).bind(user_id);
+        for value in values {
+            statement = statement.bind(value);
         }
-        if let Some(provider) = &filter.provider {
-            builder.push(" AND provider = ").push_bind(provider.clone());
-        }
-        builder.push(" ORDER BY created_at DESC, id DESC");
-        let rows = builder.build().fetch_all(&self.pool).await?;
+        let rows = statement.fetch_all(&self.pool).await?;
         rows.iter().map(rows::endpoint).collect()
     }
 
