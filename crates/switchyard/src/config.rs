@@ -13,7 +13,11 @@ use crate::money::parse_usd_to_nanos;
 
 /// Command line of the `switchyard` binary.
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, about = "Private inference endpoints behind one OpenAI-compatible gateway")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Private inference endpoints behind one OpenAI-compatible gateway"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -84,9 +88,15 @@ pub struct ServeArgs {
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config file {path} is invalid: {source}")]
-    Parse { path: String, source: toml::de::Error },
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -115,7 +125,9 @@ impl Config {
     pub fn resolve(args: ServeArgs) -> Result<Self, ConfigError> {
         let file = match &args.config {
             Some(path) => Some(read_file(path)?),
-            None if Path::new("switchyard.toml").exists() => Some(read_file(Path::new("switchyard.toml"))?),
+            None if Path::new("switchyard.toml").exists() => {
+                Some(read_file(Path::new("switchyard.toml"))?)
+            }
             None => None,
         }
         .unwrap_or_default();
@@ -125,18 +137,28 @@ impl Config {
             database_url: args.database_url.or(file.database_url),
             public_url: args.public_url.or(file.public_url),
             max_body_bytes: args.max_body_bytes.or(file.max_body_bytes),
-            upstream_timeout_seconds: args.upstream_timeout_seconds.or(file.upstream_timeout_seconds),
+            upstream_timeout_seconds: args
+                .upstream_timeout_seconds
+                .or(file.upstream_timeout_seconds),
             upstream_connect_timeout_seconds: args
                 .upstream_connect_timeout_seconds
                 .or(file.upstream_connect_timeout_seconds),
-            stream_idle_timeout_seconds: args.stream_idle_timeout_seconds.or(file.stream_idle_timeout_seconds),
+            stream_idle_timeout_seconds: args
+                .stream_idle_timeout_seconds
+                .or(file.stream_idle_timeout_seconds),
             markup: args.markup.or(file.markup),
-            usage_flush_interval_ms: args.usage_flush_interval_ms.or(file.usage_flush_interval_ms),
+            usage_flush_interval_ms: args
+                .usage_flush_interval_ms
+                .or(file.usage_flush_interval_ms),
             shutdown_grace_seconds: args.shutdown_grace_seconds.or(file.shutdown_grace_seconds),
             log_format: args.log_format.or(file.log_format),
             config: None,
         };
-        Self::validate(merged, env_secret("SWITCHYARD_ADMIN_TOKEN"), env_secret("SWITCHYARD_SECRET_KEY"))
+        Self::validate(
+            merged,
+            env_secret("SWITCHYARD_ADMIN_TOKEN"),
+            env_secret("SWITCHYARD_SECRET_KEY"),
+        )
     }
 
     /// Applies defaults and checks ranges.
@@ -147,44 +169,74 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let invalid = |message: &str| ConfigError::Invalid(message.to_owned());
         let markup = args.markup.as_deref().unwrap_or("1.2");
-        let markup_nanos =
-            parse_usd_to_nanos(markup).map_err(|_| invalid("markup must be a decimal such as 1.2"))?;
+        let markup_nanos = parse_usd_to_nanos(markup)
+            .map_err(|_| invalid("markup must be a decimal such as 1.2"))?;
         let markup_basis_points = markup_nanos / 100_000;
         if !(10_000..=100_000).contains(&markup_basis_points) {
             return Err(invalid("markup must be between 1.0 and 10.0"));
         }
-        let seconds = |value: Option<u64>, default: u64, name: &str| -> Result<Duration, ConfigError> {
-            let value = value.unwrap_or(default);
-            if value == 0 || value > 86_400 {
-                return Err(ConfigError::Invalid(format!("{name} must be between 1 and 86400 seconds")));
-            }
-            Ok(Duration::from_secs(value))
-        };
+        let seconds =
+            |value: Option<u64>, default: u64, name: &str| -> Result<Duration, ConfigError> {
+                let value = value.unwrap_or(default);
+                if value == 0 || value > 86_400 {
+                    return Err(ConfigError::Invalid(format!(
+                        "{name} must be between 1 and 86400 seconds"
+                    )));
+                }
+                Ok(Duration::from_secs(value))
+            };
         let max_body_bytes = args.max_body_bytes.unwrap_or(10 * 1024 * 1024);
         if !(1024..=1024 * 1024 * 1024).contains(&max_body_bytes) {
             return Err(invalid("max_body_bytes must be between 1 KiB and 1 GiB"));
         }
         if let Some(token) = &admin_token {
             if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(invalid("SWITCHYARD_ADMIN_TOKEN must be at least 16 printable characters"));
+                return Err(invalid(
+                    "SWITCHYARD_ADMIN_TOKEN must be at least 16 printable characters",
+                ));
             }
         }
         if let Some(url) = &args.database_url {
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
-                return Err(invalid("database_url must start with postgres://, postgresql:// or sqlite:"));
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+            {
+                return Err(invalid(
+                    "database_url must start with postgres://, postgresql:// or sqlite:",
+                ));
             }
         }
         Ok(Self {
-            listen: args.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-            data_dir: args.data_dir.unwrap_or_else(|| PathBuf::from("switchyard-data")),
+            listen: args
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: args
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from("switchyard-data")),
             database_url: args.database_url,
-            public_url: args.public_url.map(|url| url.trim_end_matches('/').to_owned()),
+            public_url: args
+                .public_url
+                .map(|url| url.trim_end_matches('/').to_owned()),
             max_body_bytes,
-            upstream_timeout: seconds(args.upstream_timeout_seconds, 300, "upstream_timeout_seconds")?,
-            upstream_connect_timeout: seconds(args.upstream_connect_timeout_seconds, 10, "upstream_connect_timeout_seconds")?,
-            stream_idle_timeout: seconds(args.stream_idle_timeout_seconds, 120, "stream_idle_timeout_seconds")?,
+            upstream_timeout: seconds(
+                args.upstream_timeout_seconds,
+                300,
+                "upstream_timeout_seconds",
+            )?,
+            upstream_connect_timeout: seconds(
+                args.upstream_connect_timeout_seconds,
+                10,
+                "upstream_connect_timeout_seconds",
+            )?,
+            stream_idle_timeout: seconds(
+                args.stream_idle_timeout_seconds,
+                120,
+                "stream_idle_timeout_seconds",
+            )?,
             markup_basis_points,
-            usage_flush_interval: Duration::from_millis(args.usage_flush_interval_ms.unwrap_or(200).clamp(1, 60_000)),
+            usage_flush_interval: Duration::from_millis(
+                args.usage_flush_interval_ms.unwrap_or(200).clamp(1, 60_000),
+            ),
             shutdown_grace: seconds(args.shutdown_grace_seconds, 30, "shutdown_grace_seconds")?,
             log_format: args.log_format.unwrap_or(LogFormat::Text),
             admin_token,
@@ -223,16 +275,23 @@ mod tests {
 
     #[test]
     fn rejects_bad_values() {
-        let args = ServeArgs { markup: Some("0.5".into()), ..ServeArgs::default() };
+        let args = ServeArgs {
+            markup: Some("0.5".into()),
+            ..ServeArgs::default()
+        };
         assert!(Config::validate(args, None, None).is_err());
         assert!(Config::validate(ServeArgs::default(), Some("short".into()), None).is_err());
-        let args = ServeArgs { database_url: Some("mysql://x".into()), ..ServeArgs::default() };
+        let args = ServeArgs {
+            database_url: Some("mysql://x".into()),
+            ..ServeArgs::default()
+        };
         assert!(Config::validate(args, None, None).is_err());
     }
 
     #[test]
     fn toml_file_fills_gaps_and_rejects_unknown_keys() {
-        let parsed: ServeArgs = toml::from_str("listen = \"127.0.0.1:9000\"\nmarkup = \"1.5\"\n").unwrap();
+        let parsed: ServeArgs =
+            toml::from_str("listen = \"127.0.0.1:9000\"\nmarkup = \"1.5\"\n").unwrap();
         assert_eq!(parsed.listen.unwrap().port(), 9000);
         assert!(toml::from_str::<ServeArgs>("lisen = \"x\"").is_err());
     }

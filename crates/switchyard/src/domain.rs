@@ -225,7 +225,10 @@ pub fn format_time(ms: i64) -> String {
     let nanos = i128::from(ms) * 1_000_000;
     time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -247,7 +250,10 @@ mod tests {
         }
         assert_eq!(Modality::parse("llm"), Some(Modality::Llm));
         assert_eq!(Modality::parse("LLM"), None);
-        assert_eq!(SourceType::expected(), "training|open_source_studio|imported|external");
+        assert_eq!(
+            SourceType::expected(),
+            "training|open_source_studio|imported|external"
+        );
     }
 
     #[test]

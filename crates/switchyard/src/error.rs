@@ -35,7 +35,12 @@ struct Body<'a> {
 
 impl HttpError {
     /// Builds an error with a status, OpenAI `type`, machine `code` and message.
-    pub fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             kind,
@@ -61,12 +66,22 @@ impl HttpError {
 
     /// 400 for a malformed body.
     pub fn invalid_json(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_json", message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_json",
+            message,
+        )
     }
 
     /// 404 for anything the caller may not see, whether it exists or not.
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     /// 401 for a missing or unknown management token.
@@ -81,7 +96,12 @@ impl HttpError {
 
     /// 403 for an admin-only route called by a non-admin.
     pub fn admin_only() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "permission_error", "admin_required", "this route needs an admin token")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "admin_required",
+            "this route needs an admin token",
+        )
     }
 
     /// 413 for a body over the size limit.
@@ -96,7 +116,12 @@ impl HttpError {
 
     /// 500 without internal details; the cause is logged by the caller.
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error", "internal server error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal_error",
+            "internal server error",
+        )
     }
 
     /// Adds a `Retry-After` header.
@@ -123,7 +148,10 @@ impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let mut response = (self.status, self.body_bytes()).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
@@ -135,9 +163,12 @@ impl From<StoreError> for HttpError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NotFound => HttpError::not_found("resource"),
-            StoreError::Conflict(message) => {
-                HttpError::new(StatusCode::CONFLICT, "invalid_request_error", "conflict", message)
-            }
+            StoreError::Conflict(message) => HttpError::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                "conflict",
+                message,
+            ),
             other => {
                 tracing::error!(error = %other, "store error");
                 HttpError::internal()

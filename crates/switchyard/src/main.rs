@@ -24,12 +24,19 @@ async fn main() -> std::process::ExitCode {
 async fn serve(args: switchyard::config::ServeArgs) -> anyhow::Result<()> {
     let config = Config::resolve(args)?;
     init_tracing(config.log_format);
-    let database = if config.database_url.is_some() { "postgresql" } else { "sqlite" };
+    let database = if config.database_url.is_some() {
+        "postgresql"
+    } else {
+        "sqlite"
+    };
     let server = switchyard::server::start(config.clone()).await?;
     if let Some(token) = &server.generated_admin_token {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "Admin token (shown once, store it now): {token}")?;
-        writeln!(stdout, "Set SWITCHYARD_ADMIN_TOKEN to choose your own instead.")?;
+        writeln!(
+            stdout,
+            "Set SWITCHYARD_ADMIN_TOKEN to choose your own instead."
+        )?;
         stdout.flush()?;
     }
     tracing::info!(
@@ -75,7 +82,9 @@ fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_env("SWITCHYARD_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

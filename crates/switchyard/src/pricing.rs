@@ -97,7 +97,9 @@ impl PriceTable {
 
     /// Finds a GPU by its table name (case-insensitive).
     pub fn gpu(&self, name: &str) -> Option<&GpuPrice> {
-        self.gpus.iter().find(|gpu| gpu.name.eq_ignore_ascii_case(name))
+        self.gpus
+            .iter()
+            .find(|gpu| gpu.name.eq_ignore_ascii_case(name))
     }
 
     /// Returns the per-second price of a GPU on a serverless provider, if it is offered there.
@@ -122,10 +124,22 @@ mod tests {
         let names: Vec<&str> = table.gpus.iter().map(|gpu| gpu.name.as_str()).collect();
         assert_eq!(
             names,
-            ["T4", "L4", "A10G", "RTX3090", "RTX4090", "A100-40GB", "A100-80GB", "H100"]
+            [
+                "T4",
+                "L4",
+                "A10G",
+                "RTX3090",
+                "RTX4090",
+                "A100-40GB",
+                "A100-80GB",
+                "H100"
+            ]
         );
         assert_eq!(table.compute_nanos_per_second("runpod", "t4"), Some(55_000));
-        assert_eq!(table.compute_nanos_per_second("modal", "H100"), Some(1_527_000));
+        assert_eq!(
+            table.compute_nanos_per_second("modal", "H100"),
+            Some(1_527_000)
+        );
         assert_eq!(table.compute_nanos_per_second("modal", "RTX4090"), None);
         assert_eq!(table.cold_start_ms["runpod"].p95, 6000);
     }
@@ -133,6 +147,9 @@ mod tests {
     #[test]
     fn rejects_bad_amounts() {
         let text = "effective_date='x'\n[cold_start_ms]\n[[gpu]]\nname='T4'\nvram_gb=16\nmodal_per_second='abc'\n";
-        assert!(matches!(PriceTable::parse(text), Err(PricingError::Amount(_))));
+        assert!(matches!(
+            PriceTable::parse(text),
+            Err(PricingError::Amount(_))
+        ));
     }
 }

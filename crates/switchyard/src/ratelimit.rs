@@ -128,18 +128,27 @@ mod tests {
     #[test]
     fn minute_limit_is_exact_and_resets() {
         let limiter = KeyLimiter::default();
-        let t = 1_800_000_000 - 1_800_000_000 % 60;
+        let t: u64 = 1_800_000_000; // A multiple of 60: the start of a minute.
         for expected_remaining in (0..3).rev() {
             match limiter.admit(t, 3, 100) {
-                Admission::Allowed { minute_remaining, .. } => assert_eq!(minute_remaining, expected_remaining),
+                Admission::Allowed {
+                    minute_remaining, ..
+                } => assert_eq!(minute_remaining, expected_remaining),
                 other => panic!("unexpected {other:?}"),
             }
         }
         assert!(matches!(
             limiter.admit(t + 10, 3, 100),
-            Admission::Rejected { scope: LimitScope::Minute, retry_after_seconds: 50, .. }
+            Admission::Rejected {
+                scope: LimitScope::Minute,
+                retry_after_seconds: 50,
+                ..
+            }
         ));
-        assert!(matches!(limiter.admit(t + 60, 3, 100), Admission::Allowed { .. }));
+        assert!(matches!(
+            limiter.admit(t + 60, 3, 100),
+            Admission::Allowed { .. }
+        ));
     }
 
     #[test]
@@ -147,10 +156,18 @@ mod tests {
         let limiter = KeyLimiter::default();
         let t = 1_800_000_000;
         assert!(matches!(limiter.admit(t, 10, 1), Admission::Allowed { .. }));
-        assert!(matches!(limiter.admit(t, 10, 1), Admission::Rejected { scope: LimitScope::Day, .. }));
+        assert!(matches!(
+            limiter.admit(t, 10, 1),
+            Admission::Rejected {
+                scope: LimitScope::Day,
+                ..
+            }
+        ));
         // The refused request gave back its minute slot: 9 remain.
         match limiter.admit(t + 86_400, 10, 1) {
-            Admission::Allowed { minute_remaining, .. } => assert!(minute_remaining >= 8),
+            Admission::Allowed {
+                minute_remaining, ..
+            } => assert!(minute_remaining >= 8),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -158,13 +175,15 @@ mod tests {
     #[test]
     fn concurrent_admission_is_exact() {
         let limiter = std::sync::Arc::new(KeyLimiter::default());
-        let t = 1_800_000_000 - 1_800_000_000 % 60;
+        let t: u64 = 1_800_000_000; // A multiple of 60: the start of a minute.
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let limiter = limiter.clone();
                 std::thread::spawn(move || {
                     (0..1000)
-                        .filter(|_| matches!(limiter.admit(t, 1500, 1_000_000), Admission::Allowed { .. }))
+                        .filter(|_| {
+                            matches!(limiter.admit(t, 1500, 1_000_000), Admission::Allowed { .. })
+                        })
                         .count()
                 })
             })

@@ -103,7 +103,8 @@ async fn write(store: &Store, batch: &mut Vec<UsageRecord>, totals: &mut Recorde
             Ok(outcome) => {
                 totals.usage_rows += outcome.usage_rows;
                 totals.charges += outcome.charges;
-                metrics::counter!("switchyard_usage_rows_written_total").increment(outcome.usage_rows);
+                metrics::counter!("switchyard_usage_rows_written_total")
+                    .increment(outcome.usage_rows);
                 batch.clear();
                 return;
             }
@@ -115,6 +116,9 @@ async fn write(store: &Store, batch: &mut Vec<UsageRecord>, totals: &mut Recorde
     }
     totals.failed_batches += 1;
     metrics::counter!("switchyard_usage_dropped_total").increment(batch.len() as u64);
-    tracing::error!(rows = batch.len(), "giving up on a usage batch after 5 attempts");
+    tracing::error!(
+        rows = batch.len(),
+        "giving up on a usage batch after 5 attempts"
+    );
     batch.clear();
 }

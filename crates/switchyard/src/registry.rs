@@ -60,7 +60,8 @@ impl Account {
 
     /// Debits (negative) or credits (positive) the in-memory balance.
     pub fn add(&self, micro_usd: i64) {
-        self.balance_micro_usd.fetch_add(micro_usd, Ordering::AcqRel);
+        self.balance_micro_usd
+            .fetch_add(micro_usd, Ordering::AcqRel);
     }
 }
 
@@ -170,9 +171,10 @@ impl Registry {
             .collect();
         let mut routes = HashMap::with_capacity(keys.len());
         for key in keys {
-            let (Some(endpoint), Some(account)) =
-                (endpoint_runtimes.get(&key.endpoint_id), accounts.get(&key.user_id))
-            else {
+            let (Some(endpoint), Some(account)) = (
+                endpoint_runtimes.get(&key.endpoint_id),
+                accounts.get(&key.user_id),
+            ) else {
                 continue;
             };
             let limiter = previous_limiters
@@ -207,17 +209,24 @@ impl Registry {
                 value.set_sensitive(true);
                 value
             });
-        let compute = endpoint.pricing.compute_nanos_per_second.unwrap_or_else(|| {
-            endpoint
-                .gpu_type
-                .as_deref()
-                .and_then(|gpu| self.pricing.compute_nanos_per_second(&endpoint.provider, gpu))
-                .unwrap_or(0)
-        });
+        let compute = endpoint
+            .pricing
+            .compute_nanos_per_second
+            .unwrap_or_else(|| {
+                endpoint
+                    .gpu_type
+                    .as_deref()
+                    .and_then(|gpu| {
+                        self.pricing
+                            .compute_nanos_per_second(&endpoint.provider, gpu)
+                    })
+                    .unwrap_or(0)
+            });
         let (input, output) = match endpoint.modality {
-            crate::domain::Modality::Llm | crate::domain::Modality::Embedding => {
-                (endpoint.pricing.input_nanos_per_1k, endpoint.pricing.output_nanos_per_1k)
-            }
+            crate::domain::Modality::Llm | crate::domain::Modality::Embedding => (
+                endpoint.pricing.input_nanos_per_1k,
+                endpoint.pricing.output_nanos_per_1k,
+            ),
             _ => (0, 0),
         };
         EndpointRuntime {

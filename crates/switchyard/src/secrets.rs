@@ -79,7 +79,8 @@ impl Secrets {
 
     /// Computes the keyed hash (HMAC-SHA-256) that is stored for a token.
     pub fn hash_token(&self, token: &str) -> [u8; 32] {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.hash_key).expect("HMAC accepts any key size");
+        let mut mac =
+            <HmacSha256 as Mac>::new_from_slice(&self.hash_key).expect("HMAC accepts any key size");
         mac.update(token.as_bytes());
         mac.finalize().into_bytes().into()
     }
@@ -172,9 +173,15 @@ mod tests {
     fn hash_is_keyed() {
         let first = Secrets::from_master(&[1; 32]);
         let second = Secrets::from_master(&[2; 32]);
-        assert_ne!(first.hash_token("sy_live_x"), second.hash_token("sy_live_x"));
+        assert_ne!(
+            first.hash_token("sy_live_x"),
+            second.hash_token("sy_live_x")
+        );
         assert!(hashes_equal(&first.hash_token("a"), &first.hash_token("a")));
-        assert!(!hashes_equal(&first.hash_token("a"), &first.hash_token("b")));
+        assert!(!hashes_equal(
+            &first.hash_token("a"),
+            &first.hash_token("b")
+        ));
     }
 
     #[test]
@@ -186,7 +193,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("secret.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("secret.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }
@@ -197,6 +207,9 @@ mod tests {
         let hex = "00".repeat(32);
         assert!(Secrets::load(Some(&hex), dir.path()).is_ok());
         assert!(Secrets::load(Some(&BASE64.encode([3_u8; 32])), dir.path()).is_ok());
-        assert!(matches!(Secrets::load(Some("short"), dir.path()), Err(SecretError::BadKeyFormat)));
+        assert!(matches!(
+            Secrets::load(Some("short"), dir.path()),
+            Err(SecretError::BadKeyFormat)
+        ));
     }
 }

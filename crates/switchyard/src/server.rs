@@ -60,15 +60,25 @@ impl RunningServer {
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let secrets = Arc::new(Secrets::load(config.secret_key.as_deref(), &config.data_dir)?);
+    let secrets = Arc::new(Secrets::load(
+        config.secret_key.as_deref(),
+        &config.data_dir,
+    )?);
     let store = match &config.database_url {
         Some(url) => Store::connect(url).await,
         None => Store::open_sqlite(&config.data_dir).await,
     }
     .context("cannot open the database")?;
-    let generated_admin_token = bootstrap_admin(&store, &secrets, config.admin_token.as_deref()).await?;
+    let generated_admin_token =
+        bootstrap_admin(&store, &secrets, config.admin_token.as_deref()).await?;
     let pricing = Arc::new(PriceTable::embedded()?);
-    let registry = Registry::load(store.clone(), secrets.clone(), pricing.clone(), config.markup_basis_points).await?;
+    let registry = Registry::load(
+        store.clone(),
+        secrets.clone(),
+        pricing.clone(),
+        config.markup_basis_points,
+    )
+    .await?;
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -76,8 +86,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let recorder_shutdown = CancellationToken::new();
-    let (usage, recorder_task) =
-        recorder::start(store.clone(), 100_000, config.usage_flush_interval, recorder_shutdown.clone());
+    let (usage, recorder_task) = recorder::start(
+        store.clone(),
+        100_000,
+        config.usage_flush_interval,
+        recorder_shutdown.clone(),
+    );
     let state: SharedState = Arc::new(AppState {
         store: store.clone(),
         registry,
@@ -105,7 +119,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         });
         let drain = CancellationToken::new();
         let drain_signal = drain.clone();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move { drain_signal.cancelled().await });
+        let server = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { drain_signal.cancelled().await });
         let server = std::pin::pin!(server.into_future());
         run_until_shutdown(server, serve_shutdown, drain, grace).await;
         // Every request has finished or was dropped (which records it): flush.
@@ -120,7 +135,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         );
         Ok(totals)
     });
-    Ok(RunningServer { addr, generated_admin_token, state, shutdown, task })
+    Ok(RunningServer {
+        addr,
+        generated_admin_token,
+        state,
+        shutdown,
+        task,
+    })
 }
 
 async fn run_until_shutdown<F>(
@@ -140,7 +161,10 @@ async fn run_until_shutdown<F>(
         }
         () = shutdown.cancelled() => {}
     }
-    tracing::info!(grace_seconds = grace.as_secs(), "shutting down: no new connections, draining open ones");
+    tracing::info!(
+        grace_seconds = grace.as_secs(),
+        "shutting down: no new connections, draining open ones"
+    );
     drain.cancel();
     match tokio::time::timeout(grace, server.as_mut()).await {
         Ok(Ok(())) => {}
@@ -170,28 +194,38 @@ async fn readyz(State(state): State<SharedState>) -> Response {
         Ok(()) => json_response(StatusCode::OK, r#"{"status":"ready"}"#),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
-            json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"unavailable","reason":"database"}"#)
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"status":"unavailable","reason":"database"}"#,
+            )
         }
     }
 }
 
 async fn render_metrics(State(state): State<SharedState>) -> Response {
     let mut response = state.metrics.render().into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     response
 }
 
 async fn not_found() -> HttpError {
-    HttpError::new(StatusCode::NOT_FOUND, "invalid_request_error", "route_not_found", "no such route")
+    HttpError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        "route_not_found",
+        "no such route",
+    )
 }
 
 fn json_response(status: StatusCode, body: &'static str) -> Response {
     let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -219,28 +253,65 @@ fn metrics_handle() -> PrometheusHandle {
 }
 
 fn describe_metrics() {
-    metrics::describe_counter!("switchyard_requests_total", "Gateway requests that reached an upstream, by status class");
-    metrics::describe_counter!("switchyard_gateway_rejections_total", "Gateway requests refused, by error code");
-    metrics::describe_counter!("switchyard_rate_limit_rejections_total", "Requests refused by a rate limit");
-    metrics::describe_counter!("switchyard_credit_rejections_total", "Requests refused for lack of credits");
-    metrics::describe_histogram!("switchyard_request_duration_seconds", "Total gateway request time by endpoint");
-    metrics::describe_histogram!("switchyard_upstream_duration_seconds", "Upstream time by endpoint");
-    metrics::describe_gauge!("switchyard_streams_in_flight", "Streams currently being relayed");
-    metrics::describe_counter!("switchyard_usage_rows_written_total", "Usage records written to the store");
-    metrics::describe_counter!("switchyard_usage_dropped_total", "Usage records that could not be written");
+    metrics::describe_counter!(
+        "switchyard_requests_total",
+        "Gateway requests that reached an upstream, by status class"
+    );
+    metrics::describe_counter!(
+        "switchyard_gateway_rejections_total",
+        "Gateway requests refused, by error code"
+    );
+    metrics::describe_counter!(
+        "switchyard_rate_limit_rejections_total",
+        "Requests refused by a rate limit"
+    );
+    metrics::describe_counter!(
+        "switchyard_credit_rejections_total",
+        "Requests refused for lack of credits"
+    );
+    metrics::describe_histogram!(
+        "switchyard_request_duration_seconds",
+        "Total gateway request time by endpoint"
+    );
+    metrics::describe_histogram!(
+        "switchyard_upstream_duration_seconds",
+        "Upstream time by endpoint"
+    );
+    metrics::describe_gauge!(
+        "switchyard_streams_in_flight",
+        "Streams currently being relayed"
+    );
+    metrics::describe_counter!(
+        "switchyard_usage_rows_written_total",
+        "Usage records written to the store"
+    );
+    metrics::describe_counter!(
+        "switchyard_usage_dropped_total",
+        "Usage records that could not be written"
+    );
 }
 
 /// Ensures an admin exists. Returns a generated token when one was created.
-async fn bootstrap_admin(store: &Store, secrets: &Secrets, configured: Option<&str>) -> anyhow::Result<Option<String>> {
+async fn bootstrap_admin(
+    store: &Store,
+    secrets: &Secrets,
+    configured: Option<&str>,
+) -> anyhow::Result<Option<String>> {
     if let Some(token) = configured {
         let hash = secrets.hash_token(token);
         if store.find_user_by_token_hash(&hash).await?.is_some() {
             return Ok(None);
         }
         match store.find_admin().await? {
-            Some(admin) => store.add_management_token(&admin.id, &hash, &display_prefix(token)).await?,
+            Some(admin) => {
+                store
+                    .add_management_token(&admin.id, &hash, &display_prefix(token))
+                    .await?
+            }
             None => {
-                store.create_user("admin", true, &hash, &display_prefix(token)).await?;
+                store
+                    .create_user("admin", true, &hash, &display_prefix(token))
+                    .await?;
             }
         }
         tracing::info!("admin token taken from SWITCHYARD_ADMIN_TOKEN");
@@ -251,7 +322,12 @@ async fn bootstrap_admin(store: &Store, secrets: &Secrets, configured: Option<&s
     }
     let token = generate_management_token();
     store
-        .create_user("admin", true, &secrets.hash_token(&token), &display_prefix(&token))
+        .create_user(
+            "admin",
+            true,
+            &secrets.hash_token(&token),
+            &display_prefix(&token),
+        )
         .await?;
     Ok(Some(token))
 }

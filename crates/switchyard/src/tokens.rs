@@ -24,7 +24,10 @@ pub fn generate_api_key(test: bool) -> String {
 
 /// Generates a new management token from the OS CSPRNG.
 pub fn generate_management_token() -> String {
-    format!("{MANAGEMENT_PREFIX}{}", random_base62(MANAGEMENT_RANDOM_LEN))
+    format!(
+        "{MANAGEMENT_PREFIX}{}",
+        random_base62(MANAGEMENT_RANDOM_LEN)
+    )
 }
 
 /// Returns the display prefix stored next to the hash, e.g. `sy_live_AbCd`.

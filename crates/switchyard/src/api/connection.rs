@@ -55,10 +55,10 @@ pub fn connection_info(endpoint: &Endpoint, public_url: &str) -> Value {
 fn chat_samples(base_url: &str, model: &str) -> Value {
     json!({
         "curl": format!(
-"curl {base_url}/chat/completions \\
-  -H \"Authorization: Bearer $SWITCHYARD_API_KEY\" \\
-  -H \"Content-Type: application/json\" \\
-  -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'"),
+    "curl {base_url}/chat/completions \\
+    -H \"Authorization: Bearer $SWITCHYARD_API_KEY\" \\
+    -H \"Content-Type: application/json\" \\
+    -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'"),
         "python": format!(
 "import os
 from openai import OpenAI
@@ -96,10 +96,10 @@ print(response.json()[\"choices\"][0][\"message\"][\"content\"])"),
 fn embedding_samples(base_url: &str, model: &str) -> Value {
     json!({
         "curl": format!(
-"curl {base_url}/embeddings \\
-  -H \"Authorization: Bearer $SWITCHYARD_API_KEY\" \\
-  -H \"Content-Type: application/json\" \\
-  -d '{{\"model\": \"{model}\", \"input\": \"Hello!\"}}'"),
+    "curl {base_url}/embeddings \\
+    -H \"Authorization: Bearer $SWITCHYARD_API_KEY\" \\
+    -H \"Content-Type: application/json\" \\
+    -d '{{\"model\": \"{model}\", \"input\": \"Hello!\"}}'"),
         "python": format!(
 "import os
 from openai import OpenAI

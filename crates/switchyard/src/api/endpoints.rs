@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 use super::keys::{new_key, CreateKey};
 use super::{views, ApiJson, Caller};
 use crate::domain::{
-    new_id, now_ms, Endpoint, EndpointPricing, EndpointStatus, EndpointType, Modality, SourceType, UpstreamApi,
+    new_id, now_ms, Endpoint, EndpointPricing, EndpointStatus, EndpointType, Modality, SourceType,
+    UpstreamApi,
 };
 use crate::error::HttpError;
 use crate::money::parse_usd_to_nanos;
@@ -103,12 +104,23 @@ pub async fn create_endpoint(
     if !SUPPORTED_PROVIDERS.contains(&provider.as_str()) {
         return Err(HttpError::invalid_field(
             "provider",
-            format!("`{provider}` is not available in this build; supported: {}", SUPPORTED_PROVIDERS.join(", ")),
+            format!(
+                "`{provider}` is not available in this build; supported: {}",
+                SUPPORTED_PROVIDERS.join(", ")
+            ),
         ));
     }
     let base_url = validate_base_url("upstream.base_url", &request.upstream.base_url)?;
-    let (min_workers, max_workers) = validate_workers(request.min_workers.unwrap_or(0), request.max_workers.unwrap_or(1))?;
-    let idle_timeout_seconds = validate_range("idle_timeout_seconds", request.idle_timeout_seconds.unwrap_or(300), 0, 86_400)?;
+    let (min_workers, max_workers) = validate_workers(
+        request.min_workers.unwrap_or(0),
+        request.max_workers.unwrap_or(1),
+    )?;
+    let idle_timeout_seconds = validate_range(
+        "idle_timeout_seconds",
+        request.idle_timeout_seconds.unwrap_or(300),
+        0,
+        86_400,
+    )?;
     let timeout_seconds = request
         .timeout_seconds
         .map(|seconds| validate_range("timeout_seconds", seconds, 1, 3_600))
@@ -117,8 +129,13 @@ pub async fn create_endpoint(
     let description = validate_description(request.description.unwrap_or_default())?;
     let pricing = pricing_from(request.pricing, EndpointPricing::default())?;
     let api_key = request.upstream.api_key.filter(|key| !key.is_empty());
-    if api_key.as_ref().is_some_and(|key| key.len() > 4096 || HeaderValue::from_str(&format!("Bearer {key}")).is_err()) {
-        return Err(HttpError::invalid_field("upstream.api_key", "must be a printable token of at most 4096 characters"));
+    if api_key.as_ref().is_some_and(|key| {
+        key.len() > 4096 || HeaderValue::from_str(&format!("Bearer {key}")).is_err()
+    }) {
+        return Err(HttpError::invalid_field(
+            "upstream.api_key",
+            "must be a printable token of at most 4096 characters",
+        ));
     }
     let upstream_model = match request.upstream.model.filter(|model| !model.is_empty()) {
         Some(model) => model,
@@ -161,7 +178,9 @@ pub async fn create_endpoint(
     let public = views::public_url(&state, &headers);
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "endpoint": views::endpoint(&endpoint, &public), "api_key": secret, "key": views::key(&key) })),
+        Json(
+            json!({ "endpoint": views::endpoint(&endpoint, &public), "api_key": secret, "key": views::key(&key) }),
+        ),
     ))
 }
 
@@ -183,12 +202,26 @@ pub async fn list_endpoints(
         modality: query
             .modality
             .filter(|text| !text.is_empty())
-            .map(|text| Modality::parse(&text).ok_or_else(|| HttpError::invalid_field("modality", format!("must be one of {}", Modality::expected()))))
+            .map(|text| {
+                Modality::parse(&text).ok_or_else(|| {
+                    HttpError::invalid_field(
+                        "modality",
+                        format!("must be one of {}", Modality::expected()),
+                    )
+                })
+            })
             .transpose()?,
         status: query
             .status
             .filter(|text| !text.is_empty())
-            .map(|text| EndpointStatus::parse(&text).ok_or_else(|| HttpError::invalid_field("status", format!("must be one of {}", EndpointStatus::expected()))))
+            .map(|text| {
+                EndpointStatus::parse(&text).ok_or_else(|| {
+                    HttpError::invalid_field(
+                        "status",
+                        format!("must be one of {}", EndpointStatus::expected()),
+                    )
+                })
+            })
             .transpose()?,
         provider: query.provider.filter(|text| !text.is_empty()),
     };
@@ -209,7 +242,9 @@ pub async fn get_endpoint(
 ) -> Result<Json<Value>, HttpError> {
     let endpoint = owned_endpoint(&state, &user.id, &endpoint_id).await?;
     let public = views::public_url(&state, &headers);
-    Ok(Json(json!({ "endpoint": views::endpoint(&endpoint, &public) })))
+    Ok(Json(
+        json!({ "endpoint": views::endpoint(&endpoint, &public) }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -265,8 +300,14 @@ pub async fn update_endpoint(
         patch.description = Some(validate_description(description)?);
     }
     if let Some(status) = request.status {
-        if !matches!(status, EndpointStatus::Active | EndpointStatus::Stopped | EndpointStatus::Idle) {
-            return Err(HttpError::invalid_field("status", "can be set to active, idle or stopped"));
+        if !matches!(
+            status,
+            EndpointStatus::Active | EndpointStatus::Stopped | EndpointStatus::Idle
+        ) {
+            return Err(HttpError::invalid_field(
+                "status",
+                "can be set to active, idle or stopped",
+            ));
         }
         patch.status = Some(status);
     }
@@ -279,7 +320,8 @@ pub async fn update_endpoint(
         patch.max_workers = Some(max);
     }
     if let Some(seconds) = request.idle_timeout_seconds {
-        patch.idle_timeout_seconds = Some(validate_range("idle_timeout_seconds", seconds, 0, 86_400)?);
+        patch.idle_timeout_seconds =
+            Some(validate_range("idle_timeout_seconds", seconds, 0, 86_400)?);
     }
     if let Some(seconds) = request.timeout_seconds {
         patch.timeout_seconds = Some(Some(validate_range("timeout_seconds", seconds, 1, 3_600)?));
@@ -293,12 +335,16 @@ pub async fn update_endpoint(
         }
         if let Some(model) = upstream.model {
             if model.is_empty() || model.len() > 256 {
-                return Err(HttpError::invalid_field("upstream.model", "must be 1 to 256 characters"));
+                return Err(HttpError::invalid_field(
+                    "upstream.model",
+                    "must be 1 to 256 characters",
+                ));
             }
             patch.upstream_model = Some(model);
         }
         if let Some(api_key) = upstream.api_key {
-            patch.upstream_key_encrypted = Some((!api_key.is_empty()).then(|| state.secrets.encrypt(&api_key)));
+            patch.upstream_key_encrypted =
+                Some((!api_key.is_empty()).then(|| state.secrets.encrypt(&api_key)));
         }
     }
     if let Some(pricing) = request.pricing {
@@ -307,10 +353,15 @@ pub async fn update_endpoint(
         patch.output_nanos_per_1k = Some(updated.output_nanos_per_1k);
         patch.compute_nanos_per_second = Some(updated.compute_nanos_per_second);
     }
-    let endpoint = state.store.update_endpoint(&user.id, &endpoint_id, patch).await?;
+    let endpoint = state
+        .store
+        .update_endpoint(&user.id, &endpoint_id, patch)
+        .await?;
     state.registry.reload().await?;
     let public = views::public_url(&state, &headers);
-    Ok(Json(json!({ "endpoint": views::endpoint(&endpoint, &public) })))
+    Ok(Json(
+        json!({ "endpoint": views::endpoint(&endpoint, &public) }),
+    ))
 }
 
 /// `DELETE /api/v1/endpoints/{id}`: terminates the endpoint and revokes its keys.
@@ -325,11 +376,17 @@ pub async fn delete_endpoint(
         .await
         .map_err(|error| not_found_as_endpoint(error.into()))?;
     state.registry.reload().await?;
-    Ok(Json(json!({ "id": endpoint_id, "status": "terminated", "deleted": true })))
+    Ok(Json(
+        json!({ "id": endpoint_id, "status": "terminated", "deleted": true }),
+    ))
 }
 
 /// Loads an endpoint of the caller; anything else is a 404.
-pub async fn owned_endpoint(state: &SharedState, user_id: &str, endpoint_id: &str) -> Result<Endpoint, HttpError> {
+pub async fn owned_endpoint(
+    state: &SharedState,
+    user_id: &str,
+    endpoint_id: &str,
+) -> Result<Endpoint, HttpError> {
     state
         .store
         .get_endpoint(user_id, endpoint_id)
@@ -339,7 +396,12 @@ pub async fn owned_endpoint(state: &SharedState, user_id: &str, endpoint_id: &st
 
 fn not_found_as_endpoint(error: HttpError) -> HttpError {
     if error.status == StatusCode::NOT_FOUND {
-        HttpError::new(StatusCode::NOT_FOUND, "invalid_request_error", "endpoint_not_found", "endpoint not found")
+        HttpError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "endpoint_not_found",
+            "endpoint not found",
+        )
     } else {
         error
     }
@@ -348,7 +410,9 @@ fn not_found_as_endpoint(error: HttpError) -> HttpError {
 fn validate_name(name: &str) -> Result<String, HttpError> {
     let valid = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && name.as_bytes()[0].is_ascii_alphanumeric();
     if valid {
         Ok(name.to_owned())
@@ -362,18 +426,24 @@ fn validate_name(name: &str) -> Result<String, HttpError> {
 
 fn validate_description(description: String) -> Result<String, HttpError> {
     if description.chars().count() > 2000 {
-        return Err(HttpError::invalid_field("description", "must be at most 2000 characters"));
+        return Err(HttpError::invalid_field(
+            "description",
+            "must be at most 2000 characters",
+        ));
     }
     Ok(description)
 }
 
 fn validate_base_url(field: &str, text: &str) -> Result<String, HttpError> {
-    let uri: http::Uri = text
-        .parse()
-        .map_err(|_| HttpError::invalid_field(field, "must be an absolute http:// or https:// URL"))?;
+    let uri: http::Uri = text.parse().map_err(|_| {
+        HttpError::invalid_field(field, "must be an absolute http:// or https:// URL")
+    })?;
     let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
     if !scheme_ok || uri.host().is_none() || uri.query().is_some() {
-        return Err(HttpError::invalid_field(field, "must be an absolute http:// or https:// URL without a query"));
+        return Err(HttpError::invalid_field(
+            field,
+            "must be an absolute http:// or https:// URL without a query",
+        ));
     }
     Ok(text.trim_end_matches('/').to_owned())
 }
@@ -382,7 +452,10 @@ fn validate_workers(min: i64, max: i64) -> Result<(i64, i64), HttpError> {
     let min = validate_range("min_workers", min, 0, 100)?;
     let max = validate_range("max_workers", max, 1, 100)?;
     if min > max {
-        return Err(HttpError::invalid_field("min_workers", "must not exceed max_workers"));
+        return Err(HttpError::invalid_field(
+            "min_workers",
+            "must not exceed max_workers",
+        ));
     }
     Ok((min, max))
 }
@@ -391,7 +464,10 @@ fn validate_range(field: &str, value: i64, low: i64, high: i64) -> Result<i64, H
     if (low..=high).contains(&value) {
         Ok(value)
     } else {
-        Err(HttpError::invalid_field(field, format!("must be between {low} and {high}")))
+        Err(HttpError::invalid_field(
+            field,
+            format!("must be between {low} and {high}"),
+        ))
     }
 }
 
@@ -404,22 +480,37 @@ fn validate_gpu(state: &SharedState, gpu: Option<String>) -> Result<Option<Strin
                 "gpu_type",
                 format!(
                     "unknown GPU `{gpu}`; known: {}",
-                    state.pricing.gpus.iter().map(|gpu| gpu.name.as_str()).collect::<Vec<_>>().join(", ")
+                    state
+                        .pricing
+                        .gpus
+                        .iter()
+                        .map(|gpu| gpu.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )),
         },
     }
 }
 
-fn pricing_from(input: Option<PricingInput>, mut pricing: EndpointPricing) -> Result<EndpointPricing, HttpError> {
-    let Some(input) = input else { return Ok(pricing) };
+fn pricing_from(
+    input: Option<PricingInput>,
+    mut pricing: EndpointPricing,
+) -> Result<EndpointPricing, HttpError> {
+    let Some(input) = input else {
+        return Ok(pricing);
+    };
     let parse = |field: &str, amount: Amount| -> Result<i64, HttpError> {
         let text = match amount {
             Amount::Text(text) => text,
             Amount::Number(number) => number.to_string(),
         };
-        parse_usd_to_nanos(&text)
-            .map_err(|_| HttpError::invalid_field(format!("pricing.{field}"), "must be a non-negative dollar amount with at most 9 decimals"))
+        parse_usd_to_nanos(&text).map_err(|_| {
+            HttpError::invalid_field(
+                format!("pricing.{field}"),
+                "must be a non-negative dollar amount with at most 9 decimals",
+            )
+        })
     };
     if let Some(amount) = input.input_per_1k_tokens_usd {
         pricing.input_nanos_per_1k = parse("input_per_1k_tokens_usd", amount)?;
@@ -434,19 +525,30 @@ fn pricing_from(input: Option<PricingInput>, mut pricing: EndpointPricing) -> Re
 }
 
 /// Reads the upstream's `/models` and returns the first model id.
-async fn discover_model(state: &SharedState, base_url: &str, api_key: Option<&str>) -> Result<String, HttpError> {
+async fn discover_model(
+    state: &SharedState,
+    base_url: &str,
+    api_key: Option<&str>,
+) -> Result<String, HttpError> {
     let failed = |reason: String| {
         HttpError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             "upstream_model_discovery_failed",
-            format!("could not read the upstream's models ({reason}); pass upstream.model explicitly"),
+            format!(
+                "could not read the upstream's models ({reason}); pass upstream.model explicitly"
+            ),
         )
     };
-    let authorization = api_key.and_then(|key| HeaderValue::from_str(&format!("Bearer {key}")).ok());
+    let authorization =
+        api_key.and_then(|key| HeaderValue::from_str(&format!("Bearer {key}")).ok());
     let response = state
         .upstream
-        .get(&format!("{base_url}/models"), authorization.as_ref(), Duration::from_secs(10))
+        .get(
+            &format!("{base_url}/models"),
+            authorization.as_ref(),
+            Duration::from_secs(10),
+        )
         .await
         .map_err(|error| failed(error.to_string()))?;
     let status = response.status();
@@ -466,7 +568,8 @@ async fn discover_model(state: &SharedState, base_url: &str, api_key: Option<&st
     struct ModelEntry {
         id: String,
     }
-    let models: Models = serde_json::from_slice(&body).map_err(|error| failed(format!("unexpected body: {error}")))?;
+    let models: Models = serde_json::from_slice(&body)
+        .map_err(|error| failed(format!("unexpected body: {error}")))?;
     models
         .data
         .into_iter()

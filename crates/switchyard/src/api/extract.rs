@@ -20,7 +20,10 @@ pub struct Caller(pub User);
 impl FromRequestParts<SharedState> for Caller {
     type Rejection = HttpError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers).ok_or_else(HttpError::unauthorized)?;
         if token.is_empty() || token.len() > 256 {
             return Err(HttpError::unauthorized());
@@ -53,13 +56,15 @@ impl<T: DeserializeOwned> FromRequest<SharedState> for ApiJson<T> {
     type Rejection = HttpError;
 
     async fn from_request(request: Request, state: &SharedState) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
-                HttpError::too_large(MAX_API_BODY)
-            } else {
-                HttpError::invalid_json(rejection.body_text())
-            }
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+                    HttpError::too_large(MAX_API_BODY)
+                } else {
+                    HttpError::invalid_json(rejection.body_text())
+                }
+            })?;
         if bytes.len() > MAX_API_BODY {
             return Err(HttpError::too_large(MAX_API_BODY));
         }
@@ -81,9 +86,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
             HttpError::invalid_field(path, strip_position(&inner.to_string()))
         }
     })?;
-    deserializer
-        .end()
-        .map_err(|error| HttpError::invalid_json(format!("trailing data after the JSON body: {error}")))?;
+    deserializer.end().map_err(|error| {
+        HttpError::invalid_json(format!("trailing data after the JSON body: {error}"))
+    })?;
     Ok(value)
 }
 
@@ -114,14 +119,23 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let error = parse_json::<Sample>(br#"{"name":"a","limits":{"per_minute":"x"}}"#).unwrap_err();
+        let error =
+            parse_json::<Sample>(br#"{"name":"a","limits":{"per_minute":"x"}}"#).unwrap_err();
         assert_eq!(error.param.as_deref(), Some("limits.per_minute"));
         assert!(error.message.contains("invalid type"), "{}", error.message);
         let error = parse_json::<Sample>(br#"{"name":"a","nme":1}"#).unwrap_err();
-        assert!(error.message.contains("unknown field `nme`"), "{}", error.message);
+        assert!(
+            error.message.contains("unknown field `nme`"),
+            "{}",
+            error.message
+        );
         let error = parse_json::<Sample>(b"{").unwrap_err();
         assert_eq!(error.code, "invalid_json");
         let error = parse_json::<Sample>(br#"{}"#).unwrap_err();
-        assert!(error.message.contains("missing field `name`"), "{}", error.message);
+        assert!(
+            error.message.contains("missing field `name`"),
+            "{}",
+            error.message
+        );
     }
 }

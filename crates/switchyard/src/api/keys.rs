@@ -51,26 +51,48 @@ impl CreateKey {
 }
 
 /// Validates a key request and builds the stored key and its one-time secret.
-pub fn new_key(endpoint: &Endpoint, request: CreateKey, secrets: &Secrets) -> Result<(ApiKey, String), HttpError> {
+pub fn new_key(
+    endpoint: &Endpoint,
+    request: CreateKey,
+    secrets: &Secrets,
+) -> Result<(ApiKey, String), HttpError> {
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(HttpError::invalid_field("name", "must be 1 to 100 characters"));
+        return Err(HttpError::invalid_field(
+            "name",
+            "must be 1 to 100 characters",
+        ));
     }
     let per_minute = request.rate_limit_per_minute.unwrap_or(DEFAULT_PER_MINUTE);
     if !(1..=1_000_000).contains(&per_minute) {
-        return Err(HttpError::invalid_field("rate_limit_per_minute", "must be between 1 and 1000000"));
+        return Err(HttpError::invalid_field(
+            "rate_limit_per_minute",
+            "must be between 1 and 1000000",
+        ));
     }
-    let per_day = request.rate_limit_per_day.unwrap_or(DEFAULT_PER_DAY.max(per_minute));
+    let per_day = request
+        .rate_limit_per_day
+        .unwrap_or(DEFAULT_PER_DAY.max(per_minute));
     if !(1..=1_000_000_000).contains(&per_day) {
-        return Err(HttpError::invalid_field("rate_limit_per_day", "must be between 1 and 1000000000"));
+        return Err(HttpError::invalid_field(
+            "rate_limit_per_day",
+            "must be between 1 and 1000000000",
+        ));
     }
     let expires_at = match request.expires_at {
         None => None,
         Some(text) => {
-            let at = parse_time(&text)
-                .ok_or_else(|| HttpError::invalid_field("expires_at", "must be an RFC 3339 time such as 2027-01-01T00:00:00Z"))?;
+            let at = parse_time(&text).ok_or_else(|| {
+                HttpError::invalid_field(
+                    "expires_at",
+                    "must be an RFC 3339 time such as 2027-01-01T00:00:00Z",
+                )
+            })?;
             if at <= now_ms() {
-                return Err(HttpError::invalid_field("expires_at", "must be in the future"));
+                return Err(HttpError::invalid_field(
+                    "expires_at",
+                    "must be in the future",
+                ));
             }
             Some(at)
         }
@@ -107,7 +129,10 @@ pub async fn create_key(
     let (key, secret) = new_key(&endpoint, request, &state.secrets)?;
     state.store.create_key(&key).await?;
     state.registry.reload().await?;
-    Ok((StatusCode::CREATED, Json(json!({ "api_key": secret, "key": views::key(&key) }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "api_key": secret, "key": views::key(&key) })),
+    ))
 }
 
 /// `GET /api/v1/endpoints/{id}/keys`.
@@ -118,7 +143,9 @@ pub async fn list_keys(
 ) -> Result<Json<Value>, HttpError> {
     owned_endpoint(&state, &user.id, &endpoint_id).await?;
     let keys = state.store.list_keys(&user.id, &endpoint_id).await?;
-    Ok(Json(json!({ "data": keys.iter().map(views::key).collect::<Vec<_>>(), "total": keys.len() })))
+    Ok(Json(
+        json!({ "data": keys.iter().map(views::key).collect::<Vec<_>>(), "total": keys.len() }),
+    ))
 }
 
 /// `DELETE /api/v1/endpoints/{id}/keys/{key_id}`: revokes at once.

@@ -24,7 +24,10 @@ pub fn router() -> Router<SharedState> {
         .route("/api/v1/me", get(users::me))
         .route("/api/v1/billing/balance", get(users::balance))
         .route("/api/v1/billing/ledger", get(users::ledger))
-        .route("/api/v1/endpoints", post(endpoints::create_endpoint).get(endpoints::list_endpoints))
+        .route(
+            "/api/v1/endpoints",
+            post(endpoints::create_endpoint).get(endpoints::list_endpoints),
+        )
         .route("/api/v1/endpoints/summary", get(usage::summary))
         .route(
             "/api/v1/endpoints/{endpoint_id}",
@@ -32,22 +35,46 @@ pub fn router() -> Router<SharedState> {
                 .patch(endpoints::update_endpoint)
                 .delete(endpoints::delete_endpoint),
         )
-        .route("/api/v1/endpoints/{endpoint_id}/keys", post(keys::create_key).get(keys::list_keys))
-        .route("/api/v1/endpoints/{endpoint_id}/keys/{key_id}", axum::routing::delete(keys::revoke_key))
-        .route("/api/v1/endpoints/{endpoint_id}/usage", get(usage::endpoint_usage))
-        .route("/api/v1/endpoints/{endpoint_id}/usage/detailed", get(usage::detailed_usage))
-        .route("/api/v1/endpoints/{endpoint_id}/connection", get(connection::connection))
+        .route(
+            "/api/v1/endpoints/{endpoint_id}/keys",
+            post(keys::create_key).get(keys::list_keys),
+        )
+        .route(
+            "/api/v1/endpoints/{endpoint_id}/keys/{key_id}",
+            axum::routing::delete(keys::revoke_key),
+        )
+        .route(
+            "/api/v1/endpoints/{endpoint_id}/usage",
+            get(usage::endpoint_usage),
+        )
+        .route(
+            "/api/v1/endpoints/{endpoint_id}/usage/detailed",
+            get(usage::detailed_usage),
+        )
+        .route(
+            "/api/v1/endpoints/{endpoint_id}/connection",
+            get(connection::connection),
+        )
 }
 
 /// Validates `page` (from 1) and `limit` (1..=500) query parameters into limit and offset.
-pub(crate) fn pagination(page: Option<i64>, limit: Option<i64>) -> Result<(i64, i64, i64), crate::error::HttpError> {
+pub(crate) fn pagination(
+    page: Option<i64>,
+    limit: Option<i64>,
+) -> Result<(i64, i64, i64), crate::error::HttpError> {
     let page = page.unwrap_or(1);
     let limit = limit.unwrap_or(50);
     if page < 1 {
-        return Err(crate::error::HttpError::invalid_field("page", "must be 1 or more"));
+        return Err(crate::error::HttpError::invalid_field(
+            "page",
+            "must be 1 or more",
+        ));
     }
     if !(1..=500).contains(&limit) {
-        return Err(crate::error::HttpError::invalid_field("limit", "must be between 1 and 500"));
+        return Err(crate::error::HttpError::invalid_field(
+            "limit",
+            "must be between 1 and 500",
+        ));
     }
     Ok((page, limit, (page - 1) * limit))
 }

@@ -25,7 +25,12 @@ fn period_start(period: Option<&str>) -> Result<(&'static str, i64), HttpError> 
         "day" => ("day", 1),
         "week" => ("week", 7),
         "month" => ("month", 30),
-        _ => return Err(HttpError::invalid_field("period", "must be day, week or month")),
+        _ => {
+            return Err(HttpError::invalid_field(
+                "period",
+                "must be day, week or month",
+            ))
+        }
     };
     Ok((name, now_ms() - days * DAY_MS))
 }
@@ -86,21 +91,41 @@ pub async fn detailed_usage(
 }
 
 /// `GET /api/v1/endpoints/summary`: counts by status and modality, and the last 24 hours of usage.
-pub async fn summary(State(state): State<SharedState>, Caller(user): Caller) -> Result<Json<Value>, HttpError> {
-    let endpoints = state.store.list_endpoints(&user.id, &EndpointFilter::default()).await?;
-    let usage = state.store.usage_by_endpoint(&user.id, now_ms() - DAY_MS).await?;
+pub async fn summary(
+    State(state): State<SharedState>,
+    Caller(user): Caller,
+) -> Result<Json<Value>, HttpError> {
+    let endpoints = state
+        .store
+        .list_endpoints(&user.id, &EndpointFilter::default())
+        .await?;
+    let usage = state
+        .store
+        .usage_by_endpoint(&user.id, now_ms() - DAY_MS)
+        .await?;
     let mut by_status = Map::new();
     for status in EndpointStatus::ALL {
-        let count = endpoints.iter().filter(|endpoint| endpoint.status == *status).count();
+        let count = endpoints
+            .iter()
+            .filter(|endpoint| endpoint.status == *status)
+            .count();
         by_status.insert(status.as_str().to_owned(), json!(count));
     }
     let mut by_modality = Map::new();
     for endpoint in &endpoints {
-        let entry = by_modality.entry(endpoint.modality.as_str()).or_insert(json!(0));
+        let entry = by_modality
+            .entry(endpoint.modality.as_str())
+            .or_insert(json!(0));
         *entry = json!(entry.as_u64().unwrap_or(0) + 1);
     }
     let totals = usage.iter().fold((0, 0, 0, 0, 0), |acc, row| {
-        (acc.0 + row.requests, acc.1 + row.errors, acc.2 + row.input_tokens, acc.3 + row.output_tokens, acc.4 + row.cost_micro_usd)
+        (
+            acc.0 + row.requests,
+            acc.1 + row.errors,
+            acc.2 + row.input_tokens,
+            acc.3 + row.output_tokens,
+            acc.4 + row.cost_micro_usd,
+        )
     });
     let per_endpoint: Vec<Value> = endpoints
         .iter()

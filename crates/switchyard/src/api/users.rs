@@ -31,15 +31,26 @@ pub async fn create_user(
     caller.require_admin()?;
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(HttpError::invalid_field("name", "must be 1 to 100 characters"));
+        return Err(HttpError::invalid_field(
+            "name",
+            "must be 1 to 100 characters",
+        ));
     }
     let token = generate_management_token();
     let user = state
         .store
-        .create_user(name, request.is_admin, &state.secrets.hash_token(&token), &display_prefix(&token))
+        .create_user(
+            name,
+            request.is_admin,
+            &state.secrets.hash_token(&token),
+            &display_prefix(&token),
+        )
         .await?;
     state.registry.reload().await?;
-    Ok((StatusCode::CREATED, Json(json!({ "user": views::user(&user), "token": token }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "user": views::user(&user), "token": token })),
+    ))
 }
 
 /// `GET /api/v1/me`.
@@ -67,13 +78,27 @@ pub async fn add_credits(
 ) -> Result<Json<Value>, HttpError> {
     caller.require_admin()?;
     let micros = credits_to_micros(&request.credits)?;
-    let kind = if micros > 0 { LedgerKind::TopUp } else { LedgerKind::Adjustment };
+    let kind = if micros > 0 {
+        LedgerKind::TopUp
+    } else {
+        LedgerKind::Adjustment
+    };
     let reason = request.reason.unwrap_or_else(|| kind.as_str().to_owned());
     if reason.chars().count() > 500 {
-        return Err(HttpError::invalid_field("reason", "must be at most 500 characters"));
+        return Err(HttpError::invalid_field(
+            "reason",
+            "must be at most 500 characters",
+        ));
     }
-    state.store.get_user(&user_id).await.map_err(|_| HttpError::not_found("user"))?;
-    let stored_balance = state.store.adjust_balance(&user_id, kind, micros, &reason).await?;
+    state
+        .store
+        .get_user(&user_id)
+        .await
+        .map_err(|_| HttpError::not_found("user"))?;
+    let stored_balance = state
+        .store
+        .adjust_balance(&user_id, kind, micros, &reason)
+        .await?;
     let balance = match state.registry.account(&user_id) {
         Some(account) => {
             account.add(micros);
@@ -89,7 +114,11 @@ pub async fn add_credits(
 
 /// `GET /api/v1/billing/balance`.
 pub async fn balance(State(state): State<SharedState>, Caller(user): Caller) -> Json<Value> {
-    Json(views::balance(current_balance(&state, &user.id, user.balance_micro_usd)))
+    Json(views::balance(current_balance(
+        &state,
+        &user.id,
+        user.balance_micro_usd,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -116,12 +145,20 @@ pub async fn ledger(
 
 /// The in-memory balance (which includes charges not yet flushed), else the stored one.
 fn current_balance(state: &SharedState, user_id: &str, stored: i64) -> i64 {
-    state.registry.account(user_id).map_or(stored, |account| account.balance())
+    state
+        .registry
+        .account(user_id)
+        .map_or(stored, |account| account.balance())
 }
 
 /// Converts a credit amount (at most 4 decimals, non-zero, at most 10^9) to micro-dollars.
 fn credits_to_micros(credits: &serde_json::Number) -> Result<i64, HttpError> {
-    let invalid = || HttpError::invalid_field("credits", "must be a non-zero number of credits with at most 4 decimals");
+    let invalid = || {
+        HttpError::invalid_field(
+            "credits",
+            "must be a non-zero number of credits with at most 4 decimals",
+        )
+    };
     let text = credits.to_string();
     let (negative, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),

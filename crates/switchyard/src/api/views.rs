@@ -12,7 +12,9 @@ pub fn public_url(state: &AppState, headers: &http::HeaderMap) -> String {
     if let Some(url) = &state.settings.public_url {
         return url.trim_end_matches('/').to_owned();
     }
-    let host = headers.get(http::header::HOST).and_then(|value| value.to_str().ok());
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|value| value.to_str().ok());
     match host {
         Some(host) if host.bytes().all(|b| b.is_ascii_graphic()) => {
             let scheme = headers

@@ -24,7 +24,9 @@ struct WithUsage {
 
 /// Reads the `usage` object of a JSON response or stream chunk, if there is one.
 pub fn extract_usage(json: &[u8]) -> Option<TokenUsage> {
-    serde_json::from_slice::<WithUsage>(json).ok().and_then(|parsed| parsed.usage)
+    serde_json::from_slice::<WithUsage>(json)
+        .ok()
+        .and_then(|parsed| parsed.usage)
 }
 
 /// How a metered request ended.
@@ -57,15 +59,30 @@ impl Meter {
     /// Records the request and debits its cost; returns the cost in micro-dollars.
     pub fn finish(self, outcome: Outcome) -> i64 {
         let (input_tokens, output_tokens, usage_source) = match outcome.usage {
-            Some(usage) => (usage.prompt_tokens, usage.completion_tokens, UsageSource::Upstream),
-            None => (self.estimated_input_tokens, outcome.estimated_output_tokens, UsageSource::Estimated),
+            Some(usage) => (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                UsageSource::Upstream,
+            ),
+            None => (
+                self.estimated_input_tokens,
+                outcome.estimated_output_tokens,
+                UsageSource::Estimated,
+            ),
         };
         let success = outcome.error_code.is_none() && (200..300).contains(&outcome.status_code);
-        let compute_ms = millis(outcome.upstream_finished.saturating_duration_since(self.upstream_started));
+        let compute_ms = millis(
+            outcome
+                .upstream_finished
+                .saturating_duration_since(self.upstream_started),
+        );
         // Failed requests that produced nothing are not charged.
         let produced = success || output_tokens > 0;
         let cost = if produced {
-            self.route.endpoint.tariff.charge_micros(compute_ms, input_tokens, output_tokens)
+            self.route
+                .endpoint
+                .tariff
+                .charge_micros(compute_ms, input_tokens, output_tokens)
         } else {
             0
         };
@@ -90,7 +107,9 @@ impl Meter {
             output_tokens,
             usage_source,
             latency_ms,
-            ttft_ms: outcome.first_byte.map(|at| millis(at.saturating_duration_since(self.started))),
+            ttft_ms: outcome
+                .first_byte
+                .map(|at| millis(at.saturating_duration_since(self.started))),
             compute_ms,
             cost_micro_usd: cost,
             success,
@@ -118,7 +137,13 @@ mod tests {
     #[test]
     fn extracts_usage_from_responses_and_chunks() {
         let body = br#"{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":33,"completion_tokens":8,"total_tokens":41}}"#;
-        assert_eq!(extract_usage(body), Some(TokenUsage { prompt_tokens: 33, completion_tokens: 8 }));
+        assert_eq!(
+            extract_usage(body),
+            Some(TokenUsage {
+                prompt_tokens: 33,
+                completion_tokens: 8
+            })
+        );
         assert_eq!(extract_usage(br#"{"choices":[],"usage":null}"#), None);
         assert_eq!(extract_usage(b"not json"), None);
         assert_eq!(estimate_tokens(9), 3);

@@ -41,10 +41,22 @@ pub fn router() -> Router<SharedState> {
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(list_models))
-        .route("/api/v1/inference/{endpoint_id}/chat/completions", post(endpoint_chat))
-        .route("/api/v1/inference/{endpoint_id}/completions", post(endpoint_completions))
-        .route("/api/v1/inference/{endpoint_id}/embeddings", post(endpoint_embeddings))
-        .route("/api/v1/inference/{endpoint_id}/status", get(endpoint_status))
+        .route(
+            "/api/v1/inference/{endpoint_id}/chat/completions",
+            post(endpoint_chat),
+        )
+        .route(
+            "/api/v1/inference/{endpoint_id}/completions",
+            post(endpoint_completions),
+        )
+        .route(
+            "/api/v1/inference/{endpoint_id}/embeddings",
+            post(endpoint_embeddings),
+        )
+        .route(
+            "/api/v1/inference/{endpoint_id}/status",
+            get(endpoint_status),
+        )
 }
 
 async fn chat(State(state): State<SharedState>, headers: HeaderMap, body: Body) -> Response {
@@ -74,7 +86,14 @@ async fn endpoint_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    proxy(state, Operation::Completions, Some(endpoint_id), headers, body).await
+    proxy(
+        state,
+        Operation::Completions,
+        Some(endpoint_id),
+        headers,
+        body,
+    )
+    .await
 }
 
 async fn endpoint_embeddings(
@@ -83,7 +102,14 @@ async fn endpoint_embeddings(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    proxy(state, Operation::Embeddings, Some(endpoint_id), headers, body).await
+    proxy(
+        state,
+        Operation::Embeddings,
+        Some(endpoint_id),
+        headers,
+        body,
+    )
+    .await
 }
 
 /// `GET /v1/models`: the endpoint this key may use.
@@ -105,7 +131,10 @@ async fn list_models(State(state): State<SharedState>, headers: HeaderMap) -> Re
         }))
         .into_response()
     });
-    finish_response(result.unwrap_or_else(IntoResponse::into_response), &request_id)
+    finish_response(
+        result.unwrap_or_else(IntoResponse::into_response),
+        &request_id,
+    )
 }
 
 /// `GET /api/v1/inference/{id}/status`: whether the endpoint can take requests.
@@ -131,7 +160,10 @@ async fn endpoint_status(
         }))
         .into_response())
     });
-    finish_response(result.unwrap_or_else(IntoResponse::into_response), &request_id)
+    finish_response(
+        result.unwrap_or_else(IntoResponse::into_response),
+        &request_id,
+    )
 }
 
 async fn proxy(
@@ -150,10 +182,21 @@ async fn proxy(
         endpoint_id = tracing::field::Empty,
     );
     async move {
-        let response = match forward(&state, operation, path_endpoint, &headers, body, &request_id, started).await {
+        let response = match forward(
+            &state,
+            operation,
+            path_endpoint,
+            &headers,
+            body,
+            &request_id,
+            started,
+        )
+        .await
+        {
             Ok(response) => response,
             Err(error) => {
-                metrics::counter!("switchyard_gateway_rejections_total", "code" => error.code).increment(1);
+                metrics::counter!("switchyard_gateway_rejections_total", "code" => error.code)
+                    .increment(1);
                 tracing::debug!(code = error.code, message = %error.message, "request refused");
                 error.into_response()
             }
@@ -194,7 +237,8 @@ async fn forward(
     match (&path_endpoint, &request.model) {
         (Some(id), _) if *id != endpoint.id => return Err(endpoint_not_found(id)),
         (Some(_), _) => {}
-        (None, Some(model)) if model.as_ref() == endpoint.name || model.as_ref() == endpoint.id => {}
+        (None, Some(model)) if model.as_ref() == endpoint.name || model.as_ref() == endpoint.id => {
+        }
         (None, Some(model)) => return Err(endpoint_not_found(model)),
         (None, None) => return Err(HttpError::invalid_field("model", "is required")),
     }
@@ -231,7 +275,14 @@ async fn forward(
         .map_or(state.settings.upstream_timeout, Duration::from_secs);
     let upstream_response = match state
         .upstream
-        .post_json(&url, route.endpoint.upstream_authorization.as_ref(), request_id, stream, upstream_body, timeout)
+        .post_json(
+            &url,
+            route.endpoint.upstream_authorization.as_ref(),
+            request_id,
+            stream,
+            upstream_body,
+            timeout,
+        )
         .await
     {
         Ok(response) => response,
@@ -254,12 +305,18 @@ async fn forward(
         );
         let mut response = Response::new(Body::new(body));
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
         response
     } else {
-        let content_type = upstream_response.headers().get(header::CONTENT_TYPE).cloned();
+        let content_type = upstream_response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .cloned();
         let remaining = timeout.saturating_sub(meter.upstream_started.elapsed());
         let collected = tokio::time::timeout(
             remaining,
@@ -269,12 +326,23 @@ async fn forward(
         let bytes: Bytes = match collected {
             Err(_) => return Err(upstream_failure(meter, UpstreamError::Timeout(timeout))),
             Ok(Err(error)) => {
-                return Err(upstream_failure(meter, UpstreamError::Unreachable(error.to_string())));
+                return Err(upstream_failure(
+                    meter,
+                    UpstreamError::Unreachable(error.to_string()),
+                ));
             }
             Ok(Ok(collected)) => collected.to_bytes(),
         };
-        let usage = if status.is_success() { extract_usage(&bytes) } else { None };
-        let estimated_output = if status.is_success() && usage.is_none() { estimate_tokens(bytes.len()) } else { 0 };
+        let usage = if status.is_success() {
+            extract_usage(&bytes)
+        } else {
+            None
+        };
+        let estimated_output = if status.is_success() && usage.is_none() {
+            estimate_tokens(bytes.len())
+        } else {
+            0
+        };
         meter.finish(Outcome {
             status_code: status.as_u16(),
             usage,
@@ -314,7 +382,12 @@ fn authenticate(state: &SharedState, headers: &HeaderMap) -> Result<Route, HttpE
     if !hashes_equal(&route.key.key.key_hash, &hash) || !route.key.key.is_active {
         return Err(invalid());
     }
-    if route.key.key.expires_at.is_some_and(|expires_at| expires_at <= now_ms()) {
+    if route
+        .key
+        .key
+        .expires_at
+        .is_some_and(|expires_at| expires_at <= now_ms())
+    {
         return Err(HttpError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
@@ -339,7 +412,11 @@ fn admit(route: &Route) -> Result<Admission, HttpError> {
     let per_day = u64::try_from(key.rate_limit_per_day).unwrap_or(0);
     match route.key.limiter.admit(now_seconds, per_minute, per_day) {
         allowed @ Admission::Allowed { .. } => Ok(allowed),
-        Admission::Rejected { scope, limit, retry_after_seconds } => {
+        Admission::Rejected {
+            scope,
+            limit,
+            retry_after_seconds,
+        } => {
             metrics::counter!("switchyard_rate_limit_rejections_total", "scope" => match scope {
                 LimitScope::Minute => "minute",
                 LimitScope::Day => "day",
@@ -395,15 +472,21 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(HttpError::too_large(limit)),
-        Err(error) => Err(HttpError::invalid_json(format!("could not read the request body: {error}"))),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(HttpError::too_large(limit))
+        }
+        Err(error) => Err(HttpError::invalid_json(format!(
+            "could not read the request body: {error}"
+        ))),
     }
 }
 
 fn upstream_failure(meter: Meter, error: UpstreamError) -> HttpError {
     let (status, code) = match &error {
         UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
-        UpstreamError::Unreachable(_) | UpstreamError::BadUrl(_) => (StatusCode::BAD_GATEWAY, "endpoint_error"),
+        UpstreamError::Unreachable(_) | UpstreamError::BadUrl(_) => {
+            (StatusCode::BAD_GATEWAY, "endpoint_error")
+        }
     };
     tracing::warn!(%error, code, "upstream call failed");
     meter.finish(Outcome {
@@ -416,7 +499,9 @@ fn upstream_failure(meter: Meter, error: UpstreamError) -> HttpError {
     });
     metrics::counter!("switchyard_requests_total", "status" => status_class(status)).increment(1);
     let message = match &error {
-        UpstreamError::Timeout(timeout) => format!("the endpoint did not answer within {} s", timeout.as_secs()),
+        UpstreamError::Timeout(timeout) => {
+            format!("the endpoint did not answer within {} s", timeout.as_secs())
+        }
         _ => "the endpoint's upstream server is unreachable".to_owned(),
     };
     HttpError::new(status, "server_error", code, message)
@@ -432,14 +517,22 @@ fn endpoint_not_found(name: &str) -> HttpError {
 }
 
 fn add_rate_limit_headers(headers: &mut HeaderMap, admission: &Admission) {
-    if let Admission::Allowed { minute_limit, minute_remaining, minute_reset_seconds, day_limit, day_remaining } =
-        *admission
+    if let Admission::Allowed {
+        minute_limit,
+        minute_remaining,
+        minute_reset_seconds,
+        day_limit,
+        day_remaining,
+    } = *admission
     {
         headers.insert("x-ratelimit-limit", HeaderValue::from(minute_limit));
         headers.insert("x-ratelimit-remaining", HeaderValue::from(minute_remaining));
         headers.insert("x-ratelimit-reset", HeaderValue::from(minute_reset_seconds));
         headers.insert("x-ratelimit-limit-day", HeaderValue::from(day_limit));
-        headers.insert("x-ratelimit-remaining-day", HeaderValue::from(day_remaining));
+        headers.insert(
+            "x-ratelimit-remaining-day",
+            HeaderValue::from(day_remaining),
+        );
     }
 }
 
@@ -467,6 +560,8 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 }
 
 fn finish_response(mut response: Response, request_id: &HeaderValue) -> Response {
-    response.headers_mut().insert("x-request-id", request_id.clone());
+    response
+        .headers_mut()
+        .insert("x-request-id", request_id.clone());
     response
 }

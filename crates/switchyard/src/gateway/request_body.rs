@@ -87,16 +87,22 @@ impl<'a> RequestBody<'a> {
                     let model: Cow<'a, str> = decode(name, raw, "a string")?;
                     body.model = Some(model);
                 }
-                "stream" => body.stream = decode::<Option<bool>>(name, raw, "a boolean")?.unwrap_or(false),
+                "stream" => {
+                    body.stream = decode::<Option<bool>>(name, raw, "a boolean")?.unwrap_or(false)
+                }
                 "stream_options" => {
                     let options: Option<StreamOptions> = decode(name, raw, "an object")?;
-                    body.client_wants_stream_usage =
-                        options.and_then(|options| options.include_usage).unwrap_or(false);
+                    body.client_wants_stream_usage = options
+                        .and_then(|options| options.include_usage)
+                        .unwrap_or(false);
                 }
                 "max_tokens" | "max_completion_tokens" | "n" | "dimensions" => {
                     if let Some(value) = decode::<Option<u64>>(name, raw, "a positive integer")? {
                         if value == 0 {
-                            return Err(HttpError::invalid_field(name.as_ref(), "must be a positive integer"));
+                            return Err(HttpError::invalid_field(
+                                name.as_ref(),
+                                "must be a positive integer",
+                            ));
                         }
                     }
                 }
@@ -111,7 +117,10 @@ impl<'a> RequestBody<'a> {
             }
         }
         if !seen_required {
-            return Err(HttpError::invalid_field(operation.required_field(), "is required"));
+            return Err(HttpError::invalid_field(
+                operation.required_field(),
+                "is required",
+            ));
         }
         Ok(body)
     }
@@ -119,7 +128,11 @@ impl<'a> RequestBody<'a> {
     /// Writes the upstream body: `model` set to `upstream_model`, and for streams
     /// `stream_options.include_usage` set so the upstream reports exact usage.
     pub fn to_upstream(&self, upstream_model: &str) -> Vec<u8> {
-        let capacity = self.fields.iter().map(|(name, raw)| name.len() + raw.get().len() + 4).sum::<usize>()
+        let capacity = self
+            .fields
+            .iter()
+            .map(|(name, raw)| name.len() + raw.get().len() + 4)
+            .sum::<usize>()
             + upstream_model.len()
             + 64;
         let mut out = Vec::with_capacity(capacity);
@@ -149,11 +162,14 @@ impl<'a> RequestBody<'a> {
             .fields
             .iter()
             .find(|(name, _)| name == "stream_options")
-            .and_then(|(_, raw)| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get()).ok());
+            .and_then(|(_, raw)| {
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get()).ok()
+            });
         match existing {
             Some(mut options) => {
                 options.insert("include_usage".to_owned(), serde_json::Value::Bool(true));
-                serde_json::to_vec(&options).unwrap_or_else(|_| b"{\"include_usage\":true}".to_vec())
+                serde_json::to_vec(&options)
+                    .unwrap_or_else(|_| b"{\"include_usage\":true}".to_vec())
             }
             None => b"{\"include_usage\":true}".to_vec(),
         }
@@ -165,14 +181,22 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
-fn decode<'a, T: Deserialize<'a>>(name: &str, raw: &'a RawValue, expected: &str) -> Result<T, HttpError> {
-    serde_json::from_str(raw.get()).map_err(|_| HttpError::invalid_field(name, format!("must be {expected}")))
+fn decode<'a, T: Deserialize<'a>>(
+    name: &str,
+    raw: &'a RawValue,
+    expected: &str,
+) -> Result<T, HttpError> {
+    serde_json::from_str(raw.get())
+        .map_err(|_| HttpError::invalid_field(name, format!("must be {expected}")))
 }
 
 fn check_range(name: &str, raw: &RawValue, low: f64, high: f64) -> Result<(), HttpError> {
     if let Some(value) = decode::<Option<f64>>(name, raw, "a number")? {
         if !(low..=high).contains(&value) {
-            return Err(HttpError::invalid_field(name, format!("must be between {low} and {high}")));
+            return Err(HttpError::invalid_field(
+                name,
+                format!("must be between {low} and {high}"),
+            ));
         }
     }
     Ok(())
@@ -183,10 +207,15 @@ fn check_prompt(operation: Operation, field: &str, text: &str) -> Result<(), Htt
         .map_err(|_| HttpError::invalid_field(field, "is not valid JSON"))?;
     let valid = match (operation, &value) {
         (Operation::Chat, serde_json::Value::Array(messages)) => {
-            !messages.is_empty() && messages.iter().all(|message| message.get("role").is_some_and(|role| role.is_string()))
+            !messages.is_empty()
+                && messages
+                    .iter()
+                    .all(|message| message.get("role").is_some_and(|role| role.is_string()))
         }
         (Operation::Completions | Operation::Embeddings, serde_json::Value::String(_)) => true,
-        (Operation::Completions | Operation::Embeddings, serde_json::Value::Array(items)) => !items.is_empty(),
+        (Operation::Completions | Operation::Embeddings, serde_json::Value::Array(items)) => {
+            !items.is_empty()
+        }
         _ => false,
     };
     if valid {
@@ -219,7 +248,10 @@ impl<'de> Deserialize<'de> for TopLevel<'de> {
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                 let mut fields = Vec::with_capacity(8);
                 while let Some(key) = map.next_key::<Key<'de>>()? {
-                    if fields.iter().any(|(name, _): &(Cow<'de, str>, _)| *name == key.0) {
+                    if fields
+                        .iter()
+                        .any(|(name, _): &(Cow<'de, str>, _)| *name == key.0)
+                    {
                         return Err(de::Error::custom(format!("duplicate field `{}`", key.0)));
                     }
                     let value: &'de RawValue = map.next_value()?;
@@ -297,18 +329,45 @@ mod tests {
             (r#"{"model":1,"messages":[{"role":"user"}]}"#, "model"),
             (r#"{"model":"m"}"#, "messages"),
             (r#"{"model":"m","messages":[]}"#, "messages"),
-            (r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":0}"#, "max_tokens"),
-            (r#"{"model":"m","messages":[{"role":"user"}],"temperature":3}"#, "temperature"),
-            (r#"{"model":"m","messages":[{"role":"user"}],"stream":"yes"}"#, "stream"),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":0}"#,
+                "max_tokens",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}],"temperature":3}"#,
+                "temperature",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}],"stream":"yes"}"#,
+                "stream",
+            ),
         ];
         for (body, field) in cases {
-            let error = RequestBody::parse(body.as_bytes(), Operation::Chat).err().unwrap();
+            let error = RequestBody::parse(body.as_bytes(), Operation::Chat)
+                .err()
+                .unwrap();
             assert_eq!(error.param.as_deref(), Some(field), "{body}");
         }
-        assert_eq!(RequestBody::parse(b"{not json", Operation::Chat).err().unwrap().code, "invalid_json");
-        assert_eq!(RequestBody::parse(b"[1,2]", Operation::Chat).err().unwrap().code, "invalid_json");
-        assert!(RequestBody::parse(br#"{"model":"m","input":"hello"}"#, Operation::Embeddings).is_ok());
-        assert!(RequestBody::parse(br#"{"model":"m","prompt":["a"]}"#, Operation::Completions).is_ok());
+        assert_eq!(
+            RequestBody::parse(b"{not json", Operation::Chat)
+                .err()
+                .unwrap()
+                .code,
+            "invalid_json"
+        );
+        assert_eq!(
+            RequestBody::parse(b"[1,2]", Operation::Chat)
+                .err()
+                .unwrap()
+                .code,
+            "invalid_json"
+        );
+        assert!(
+            RequestBody::parse(br#"{"model":"m","input":"hello"}"#, Operation::Embeddings).is_ok()
+        );
+        assert!(
+            RequestBody::parse(br#"{"model":"m","prompt":["a"]}"#, Operation::Completions).is_ok()
+        );
     }
 
     #[test]

@@ -36,7 +36,13 @@ pub struct MeteredStream {
 
 impl MeteredStream {
     /// Wraps an upstream SSE body.
-    pub fn new(upstream: Incoming, meter: Meter, status_code: u16, drop_usage_chunk: bool, idle_timeout: Duration) -> Self {
+    pub fn new(
+        upstream: Incoming,
+        meter: Meter,
+        status_code: u16,
+        drop_usage_chunk: bool,
+        idle_timeout: Duration,
+    ) -> Self {
         metrics::gauge!("switchyard_streams_in_flight").increment(1.0);
         Self {
             upstream,
@@ -130,7 +136,10 @@ impl Body for MeteredStream {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
         if this.finished {
             return Poll::Ready(None);
@@ -138,7 +147,9 @@ impl Body for MeteredStream {
         loop {
             match Pin::new(&mut this.upstream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    let Ok(data) = frame.into_data() else { continue };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
                     let deadline = tokio::time::Instant::now() + this.idle_timeout;
                     this.idle.as_mut().reset(deadline);
                     if this.first_byte.is_none() {
@@ -159,7 +170,11 @@ impl Body for MeteredStream {
                     this.finished = true;
                     let rest = this.pending.split().freeze();
                     this.finish(None);
-                    return if rest.is_empty() { Poll::Ready(None) } else { Poll::Ready(Some(Ok(Frame::data(rest)))) };
+                    return if rest.is_empty() {
+                        Poll::Ready(None)
+                    } else {
+                        Poll::Ready(Some(Ok(Frame::data(rest))))
+                    };
                 }
                 Poll::Pending => {
                     if this.idle.as_mut().poll(cx).is_ready() {
@@ -210,12 +225,15 @@ fn event_length(buffer: &[u8]) -> Option<usize> {
 fn event_data(event: &[u8]) -> Option<&[u8]> {
     event.split(|&b| b == b'\n').find_map(|line| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        line.strip_prefix(b"data:").map(|rest| rest.strip_prefix(b" ").unwrap_or(rest))
+        line.strip_prefix(b"data:")
+            .map(|rest| rest.strip_prefix(b" ").unwrap_or(rest))
     })
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 fn has_empty_choices(data: &[u8]) -> bool {
@@ -232,7 +250,10 @@ fn has_empty_choices(data: &[u8]) -> bool {
 /// Rough size of generated text in a chunk, for estimating tokens.
 fn content_length_hint(data: &[u8]) -> usize {
     for marker in [&b"\"content\":\""[..], &b"\"text\":\""[..]] {
-        if let Some(position) = data.windows(marker.len()).position(|window| window == marker) {
+        if let Some(position) = data
+            .windows(marker.len())
+            .position(|window| window == marker)
+        {
             let rest = &data[position + marker.len()..];
             let mut length = 0;
             let mut escaped = false;
@@ -261,14 +282,21 @@ mod tests {
         assert_eq!(event_length(b"data: x\n\ndata: y"), Some(9));
         assert_eq!(event_length(b"data: x\r\n\r\n"), Some(11));
         assert_eq!(event_length(b"data: x\n"), None);
-        assert_eq!(event_data(b"event: e\ndata: {\"a\":1}\n\n"), Some(&b"{\"a\":1}"[..]));
+        assert_eq!(
+            event_data(b"event: e\ndata: {\"a\":1}\n\n"),
+            Some(&b"{\"a\":1}"[..])
+        );
         assert_eq!(event_data(b": comment\n\n"), None);
     }
 
     #[test]
     fn recognises_usage_only_chunks() {
-        assert!(has_empty_choices(br#"{"choices":[],"usage":{"prompt_tokens":1}}"#));
-        assert!(!has_empty_choices(br#"{"choices":[{"delta":{}}],"usage":{"prompt_tokens":1}}"#));
+        assert!(has_empty_choices(
+            br#"{"choices":[],"usage":{"prompt_tokens":1}}"#
+        ));
+        assert!(!has_empty_choices(
+            br#"{"choices":[{"delta":{}}],"usage":{"prompt_tokens":1}}"#
+        ));
         assert_eq!(content_length_hint(br#"{"delta":{"content":"Hello"}}"#), 5);
         assert_eq!(content_length_hint(br#"{"delta":{"role":"assistant"}}"#), 0);
     }

@@ -63,10 +63,17 @@ impl UpstreamClient {
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri(url)
-            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )
             .header(
                 header::ACCEPT,
-                HeaderValue::from_static(if accept_stream { "text/event-stream" } else { "application/json" }),
+                HeaderValue::from_static(if accept_stream {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                }),
             )
             .header("x-request-id", request_id.clone());
         if let Some(value) = authorization {
@@ -95,7 +102,11 @@ impl UpstreamClient {
         self.send(request, timeout).await
     }
 
-    async fn send(&self, request: Request<Full<Bytes>>, timeout: Duration) -> Result<Response<Incoming>, UpstreamError> {
+    async fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         match tokio::time::timeout(timeout, self.client.request(request)).await {
             Err(_) => Err(UpstreamError::Timeout(timeout)),
             Ok(Err(error)) => Err(UpstreamError::Unreachable(describe(&error))),

@@ -64,7 +64,11 @@ impl EndpointPatch {
 
 impl Store {
     /// Inserts an endpoint together with its first API key, atomically.
-    pub async fn create_endpoint(&self, endpoint: &Endpoint, first_key: &ApiKey) -> Result<(), StoreError> {
+    pub async fn create_endpoint(
+        &self,
+        endpoint: &Endpoint,
+        first_key: &ApiKey,
+    ) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO endpoints (id, user_id, name, description, modality, source_type, base_model, \
@@ -115,7 +119,11 @@ impl Store {
     }
 
     /// Loads one of the user's endpoints; another user's endpoint is not found.
-    pub async fn get_endpoint(&self, user_id: &str, endpoint_id: &str) -> Result<Endpoint, StoreError> {
+    pub async fn get_endpoint(
+        &self,
+        user_id: &str,
+        endpoint_id: &str,
+    ) -> Result<Endpoint, StoreError> {
         let query = format!(
             "SELECT {} FROM endpoints WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL",
             rows::ENDPOINT_COLUMNS
@@ -130,7 +138,11 @@ impl Store {
     }
 
     /// Lists the user's endpoints, newest first.
-    pub async fn list_endpoints(&self, user_id: &str, filter: &EndpointFilter) -> Result<Vec<Endpoint>, StoreError> {
+    pub async fn list_endpoints(
+        &self,
+        user_id: &str,
+        filter: &EndpointFilter,
+    ) -> Result<Vec<Endpoint>, StoreError> {
         // QueryBuilder<Any> writes `?` placeholders, which PostgreSQL rejects, so
         // the optional filters are numbered by hand; values are always bound.
         let mut query = format!(
@@ -159,7 +171,10 @@ impl Store {
 
     /// Loads every endpoint that is not deleted (for the gateway snapshot).
     pub async fn list_live_endpoints(&self) -> Result<Vec<Endpoint>, StoreError> {
-        let query = format!("SELECT {} FROM endpoints WHERE deleted_at IS NULL", rows::ENDPOINT_COLUMNS);
+        let query = format!(
+            "SELECT {} FROM endpoints WHERE deleted_at IS NULL",
+            rows::ENDPOINT_COLUMNS
+        );
         let rows = sqlx::query(&query).fetch_all(&self.pool).await?;
         rows.iter().map(rows::endpoint).collect()
     }
@@ -211,7 +226,11 @@ impl Store {
     }
 
     /// Terminates one of the user's endpoints: marks it deleted and revokes its keys.
-    pub async fn delete_endpoint(&self, user_id: &str, endpoint_id: &str) -> Result<(), StoreError> {
+    pub async fn delete_endpoint(
+        &self,
+        user_id: &str,
+        endpoint_id: &str,
+    ) -> Result<(), StoreError> {
         let now = now_ms();
         let mut transaction = self.pool.begin().await?;
         let result = sqlx::query(

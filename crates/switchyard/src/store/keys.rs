@@ -49,7 +49,11 @@ impl Store {
     }
 
     /// Lists an endpoint's keys, newest first.
-    pub async fn list_keys(&self, user_id: &str, endpoint_id: &str) -> Result<Vec<ApiKey>, StoreError> {
+    pub async fn list_keys(
+        &self,
+        user_id: &str,
+        endpoint_id: &str,
+    ) -> Result<Vec<ApiKey>, StoreError> {
         let query = format!(
             "SELECT {} FROM api_keys WHERE endpoint_id = $1 AND user_id = $2 ORDER BY created_at DESC, id DESC",
             rows::KEY_COLUMNS
@@ -63,7 +67,12 @@ impl Store {
     }
 
     /// Revokes a key of one of the user's endpoints.
-    pub async fn revoke_key(&self, user_id: &str, endpoint_id: &str, key_id: &str) -> Result<ApiKey, StoreError> {
+    pub async fn revoke_key(
+        &self,
+        user_id: &str,
+        endpoint_id: &str,
+        key_id: &str,
+    ) -> Result<ApiKey, StoreError> {
         sqlx::query(
             "UPDATE api_keys SET is_active = 0, revoked_at = COALESCE(revoked_at, $1) \
              WHERE id = $2 AND endpoint_id = $3 AND user_id = $4",

@@ -56,11 +56,15 @@ impl Store {
             .bind(offset)
             .fetch_all(&self.pool)
             .await?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credit_ledger WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_one(&self.pool)
-            .await?;
-        let entries = rows.iter().map(rows::ledger).collect::<Result<Vec<_>, _>>()?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM credit_ledger WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_one(&self.pool)
+                .await?;
+        let entries = rows
+            .iter()
+            .map(rows::ledger)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((entries, total))
     }
 }

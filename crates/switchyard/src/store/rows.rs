@@ -18,7 +18,8 @@ pub(super) const ENDPOINT_COLUMNS: &str = "id, user_id, name, description, modal
     price_input_nanos_per_1k, price_output_nanos_per_1k, price_compute_nanos_per_second, \
     created_at, updated_at";
 
-pub(super) const KEY_COLUMNS: &str = "id, endpoint_id, user_id, name, prefix, key_hash, permissions, \
+pub(super) const KEY_COLUMNS: &str =
+    "id, endpoint_id, user_id, name, prefix, key_hash, permissions, \
     rate_limit_per_minute, rate_limit_per_day, is_active, is_test, last_used_at, expires_at, \
     revoked_at, created_at";
 
@@ -65,7 +66,11 @@ pub(super) fn endpoint(row: &AnyRow) -> Result<Endpoint, StoreError> {
         provider: row.try_get("provider")?,
         provider_endpoint_id: row.try_get("provider_endpoint_id")?,
         endpoint_url: row.try_get("endpoint_url")?,
-        endpoint_type: parsed(EndpointType::parse(&endpoint_type), "endpoint_type", &endpoint_type)?,
+        endpoint_type: parsed(
+            EndpointType::parse(&endpoint_type),
+            "endpoint_type",
+            &endpoint_type,
+        )?,
         gpu_type: row.try_get("gpu_type")?,
         min_workers: row.try_get("min_workers")?,
         max_workers: row.try_get("max_workers")?,
@@ -74,7 +79,11 @@ pub(super) fn endpoint(row: &AnyRow) -> Result<Endpoint, StoreError> {
         last_active_at: row.try_get("last_active_at")?,
         error_message: row.try_get("error_message")?,
         upstream_base_url: row.try_get("upstream_base_url")?,
-        upstream_api: parsed(UpstreamApi::parse(&upstream_api), "upstream_api", &upstream_api)?,
+        upstream_api: parsed(
+            UpstreamApi::parse(&upstream_api),
+            "upstream_api",
+            &upstream_api,
+        )?,
         upstream_model: row.try_get("upstream_model")?,
         upstream_key_encrypted: row.try_get("upstream_key_encrypted")?,
         timeout_seconds: row.try_get("timeout_seconds")?,

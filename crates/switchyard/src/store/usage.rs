@@ -51,7 +51,10 @@ const SUMS: &str = "COUNT(*) AS requests, \
 impl Store {
     /// Writes usage records and charges their cost in one transaction.
     /// Charges are idempotent per usage record id: writing a batch twice charges once.
-    pub async fn write_usage_batch(&self, records: &[UsageRecord]) -> Result<BatchOutcome, StoreError> {
+    pub async fn write_usage_batch(
+        &self,
+        records: &[UsageRecord],
+    ) -> Result<BatchOutcome, StoreError> {
         let mut outcome = BatchOutcome::default();
         let mut transaction = self.pool.begin().await?;
         let mut last_used: HashMap<&str, i64> = HashMap::new();
@@ -110,7 +113,11 @@ impl Store {
     }
 
     /// Summarises an endpoint's usage since `since_ms`.
-    pub async fn usage_summary(&self, endpoint_id: &str, since_ms: i64) -> Result<UsageSummary, StoreError> {
+    pub async fn usage_summary(
+        &self,
+        endpoint_id: &str,
+        since_ms: i64,
+    ) -> Result<UsageSummary, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {SUMS} FROM usage_records WHERE endpoint_id = $1 AND created_at >= $2"
         ))
@@ -129,9 +136,15 @@ impl Store {
             ..UsageSummary::default()
         };
         if requests > 0 {
-            summary.latency_p50_ms = self.latency_percentile(endpoint_id, since_ms, requests, 50).await?;
-            summary.latency_p95_ms = self.latency_percentile(endpoint_id, since_ms, requests, 95).await?;
-            summary.latency_p99_ms = self.latency_percentile(endpoint_id, since_ms, requests, 99).await?;
+            summary.latency_p50_ms = self
+                .latency_percentile(endpoint_id, since_ms, requests, 50)
+                .await?;
+            summary.latency_p95_ms = self
+                .latency_percentile(endpoint_id, since_ms, requests, 95)
+                .await?;
+            summary.latency_p99_ms = self
+                .latency_percentile(endpoint_id, since_ms, requests, 99)
+                .await?;
         }
         Ok(summary)
     }
@@ -174,11 +187,15 @@ impl Store {
         .bind(offset)
         .fetch_all(&self.pool)
         .await?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_records WHERE endpoint_id = $1")
-            .bind(endpoint_id)
-            .fetch_one(&self.pool)
-            .await?;
-        let records = rows.iter().map(rows::usage).collect::<Result<Vec<_>, _>>()?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM usage_records WHERE endpoint_id = $1")
+                .bind(endpoint_id)
+                .fetch_one(&self.pool)
+                .await?;
+        let records = rows
+            .iter()
+            .map(rows::usage)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((records, total))
     }
 
@@ -206,7 +223,11 @@ impl Store {
                     input_tokens: row.try_get("input_tokens")?,
                     output_tokens: row.try_get("output_tokens")?,
                     cost_micro_usd: row.try_get("cost_micro_usd")?,
-                    average_latency_ms: if requests > 0 { latency_sum / requests } else { 0 },
+                    average_latency_ms: if requests > 0 {
+                        latency_sum / requests
+                    } else {
+                        0
+                    },
                 })
             })
             .collect()

@@ -48,7 +48,10 @@ impl Store {
     }
 
     /// Finds the user owning a live management token.
-    pub async fn find_user_by_token_hash(&self, token_hash: &[u8; 32]) -> Result<Option<User>, StoreError> {
+    pub async fn find_user_by_token_hash(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> Result<Option<User>, StoreError> {
         let query = format!(
             "SELECT {} FROM users u JOIN management_tokens t ON t.user_id = u.id \
              WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
@@ -84,7 +87,10 @@ impl Store {
 
     /// Loads every user (for the in-memory balance snapshot).
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
-        let query = format!("SELECT {} FROM users ORDER BY created_at", rows::USER_COLUMNS);
+        let query = format!(
+            "SELECT {} FROM users ORDER BY created_at",
+            rows::USER_COLUMNS
+        );
         let rows = sqlx::query(&query).fetch_all(&self.pool).await?;
         rows.iter().map(rows::user).collect()
     }

@@ -33,10 +33,20 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn last_body(&self) -> Value {
-        self.requests.lock().unwrap().last().map(|(_, _, body)| body.clone()).unwrap_or(Value::Null)
+        self.requests
+            .lock()
+            .unwrap()
+            .last()
+            .map(|(_, _, body)| body.clone())
+            .unwrap_or(Value::Null)
     }
     pub fn last_headers(&self) -> HeaderMap {
-        self.requests.lock().unwrap().last().map(|(_, headers, _)| headers.clone()).unwrap_or_default()
+        self.requests
+            .lock()
+            .unwrap()
+            .last()
+            .map(|(_, headers, _)| headers.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -57,7 +67,10 @@ impl FakeUpstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { base: format!("http://{addr}"), recorded }
+        Self {
+            base: format!("http://{addr}"),
+            recorded,
+        }
     }
 
     /// The OpenAI base URL for a behaviour: `v1`, `slow`, `error500`, `error400`, `nousage`, `held`.
@@ -72,7 +85,11 @@ async fn models() -> Json<Value> {
 
 fn record(state: &Recorded, path: &str, headers: &HeaderMap, body: &Value) {
     state.count.fetch_add(1, Ordering::SeqCst);
-    state.requests.lock().unwrap().push((path.to_owned(), headers.clone(), body.clone()));
+    state
+        .requests
+        .lock()
+        .unwrap()
+        .push((path.to_owned(), headers.clone(), body.clone()));
 }
 
 async fn behave(mode: &str) -> Option<Response> {
@@ -93,10 +110,19 @@ async fn behave(mode: &str) -> Option<Response> {
     }
 }
 
-async fn chat(State(state): State<Arc<Recorded>>, Path(mode): Path<String>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn chat(
+    State(state): State<Arc<Recorded>>,
+    Path(mode): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     record(&state, "/chat/completions", &headers, &body);
     if body["model"] != UPSTREAM_MODEL {
-        return (StatusCode::NOT_FOUND, Json(json!({"error":{"message":"unknown model","type":"invalid_request_error"}}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error":{"message":"unknown model","type":"invalid_request_error"}})),
+        )
+            .into_response();
     }
     if let Some(response) = behave(&mode).await {
         return response;
@@ -135,7 +161,10 @@ fn stream(state: Arc<Recorded>, mode: String, body: Value) -> Response {
     let (sender, receiver) = mpsc::channel::<Bytes>(4);
     let guard_state = state.clone();
     tokio::spawn(async move {
-        let mut guard = CancelGuard { state: guard_state, finished: false };
+        let mut guard = CancelGuard {
+            state: guard_state,
+            finished: false,
+        };
         let chunk = |text: &str| {
             Bytes::from(format!(
                 "data: {}\n\n",
@@ -166,17 +195,26 @@ fn stream(state: Arc<Recorded>, mode: String, body: Value) -> Response {
             // Split one event over two writes to exercise reassembly.
             let text = format!("data: {usage}\n\n");
             let (first, second) = text.split_at(text.len() / 2);
-            if sender.send(Bytes::from(first.to_owned())).await.is_err() || sender.send(Bytes::from(second.to_owned())).await.is_err() {
+            if sender.send(Bytes::from(first.to_owned())).await.is_err()
+                || sender.send(Bytes::from(second.to_owned())).await.is_err()
+            {
                 return;
             }
         }
-        if sender.send(Bytes::from_static(b"data: [DONE]\n\n")).await.is_err() {
+        if sender
+            .send(Bytes::from_static(b"data: [DONE]\n\n"))
+            .await
+            .is_err()
+        {
             return;
         }
         guard.finished = true;
     });
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|bytes| (Ok::<_, std::io::Error>(bytes), receiver))
+        receiver
+            .recv()
+            .await
+            .map(|bytes| (Ok::<_, std::io::Error>(bytes), receiver))
     });
     Response::builder()
         .header("content-type", "text/event-stream")
@@ -184,18 +222,30 @@ fn stream(state: Arc<Recorded>, mode: String, body: Value) -> Response {
         .unwrap()
 }
 
-async fn completions(State(state): State<Arc<Recorded>>, Path(mode): Path<String>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn completions(
+    State(state): State<Arc<Recorded>>,
+    Path(mode): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     record(&state, "/completions", &headers, &body);
     if let Some(response) = behave(&mode).await {
         return response;
     }
-    Json(json!({"id":"cmpl-1","object":"text_completion","model":UPSTREAM_MODEL,
+    Json(
+        json!({"id":"cmpl-1","object":"text_completion","model":UPSTREAM_MODEL,
         "choices":[{"index":0,"text":" world","finish_reason":"length"}],
-        "usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}}))
+        "usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}}),
+    )
     .into_response()
 }
 
-async fn embeddings(State(state): State<Arc<Recorded>>, Path(mode): Path<String>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn embeddings(
+    State(state): State<Arc<Recorded>>,
+    Path(mode): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     record(&state, "/embeddings", &headers, &body);
     if let Some(response) = behave(&mode).await {
         return response;

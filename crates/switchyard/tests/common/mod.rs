@@ -23,7 +23,8 @@ pub enum Backend {
 
 /// Where PostgreSQL tests connect (a database they may create databases from).
 pub fn postgres_admin_url() -> String {
-    std::env::var("SWITCHYARD_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
 /// Creates a fresh PostgreSQL database and returns its URL.
@@ -33,8 +34,13 @@ pub async fn fresh_postgres_database() -> String {
     let name = format!("sy_test_{}", uuid::Uuid::now_v7().simple());
     let mut connection = sqlx::PgConnection::connect(&admin_url)
         .await
-        .unwrap_or_else(|error| panic!("PostgreSQL must run at {admin_url} for the tests: {error}"));
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut connection).await.unwrap();
+        .unwrap_or_else(|error| {
+            panic!("PostgreSQL must run at {admin_url} for the tests: {error}")
+        });
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut connection)
+        .await
+        .unwrap();
     let (base, _) = admin_url.rsplit_once('/').unwrap();
     format!("{base}/{name}")
 }
@@ -81,7 +87,10 @@ impl TestServer {
         Self {
             server: Some(server),
             url,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
             data_dir,
             database_url,
         }
@@ -100,15 +109,27 @@ impl TestServer {
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(token);
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
@@ -116,19 +137,29 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, token, Some(body)).await
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
     }
 
     /// Creates a user and returns (id, management token).
     pub async fn create_user(&self, name: &str) -> (String, String) {
-        let (status, body) = self.post("/api/v1/users", ADMIN_TOKEN, json!({"name": name})).await;
+        let (status, body) = self
+            .post("/api/v1/users", ADMIN_TOKEN, json!({"name": name}))
+            .await;
         assert_eq!(status, 201, "{body}");
-        (body["user"]["id"].as_str().unwrap().to_owned(), body["token"].as_str().unwrap().to_owned())
+        (
+            body["user"]["id"].as_str().unwrap().to_owned(),
+            body["token"].as_str().unwrap().to_owned(),
+        )
     }
 
     pub async fn add_credits(&self, user_id: &str, credits: i64) -> Value {
         let (status, body) = self
-            .post(&format!("/api/v1/users/{user_id}/credits"), ADMIN_TOKEN, json!({"credits": credits, "reason": "test"}))
+            .post(
+                &format!("/api/v1/users/{user_id}/credits"),
+                ADMIN_TOKEN,
+                json!({"credits": credits, "reason": "test"}),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         body
@@ -138,11 +169,24 @@ impl TestServer {
     pub async fn tenant(&self, name: &str, base_url: &str) -> Tenant {
         let (user_id, token) = self.create_user(name).await;
         self.add_credits(&user_id, 1000).await;
-        let (endpoint_id, api_key) = self.create_endpoint(&token, &format!("{name}-model"), base_url).await;
-        Tenant { user_id, token, endpoint_id, api_key, model: format!("{name}-model") }
+        let (endpoint_id, api_key) = self
+            .create_endpoint(&token, &format!("{name}-model"), base_url)
+            .await;
+        Tenant {
+            user_id,
+            token,
+            endpoint_id,
+            api_key,
+            model: format!("{name}-model"),
+        }
     }
 
-    pub async fn create_endpoint(&self, token: &str, name: &str, base_url: &str) -> (String, String) {
+    pub async fn create_endpoint(
+        &self,
+        token: &str,
+        name: &str,
+        base_url: &str,
+    ) -> (String, String) {
         let (status, body) = self
             .post(
                 "/api/v1/endpoints",
@@ -153,7 +197,10 @@ impl TestServer {
             )
             .await;
         assert_eq!(status, 201, "{body}");
-        (body["endpoint"]["id"].as_str().unwrap().to_owned(), body["api_key"].as_str().unwrap().to_owned())
+        (
+            body["endpoint"]["id"].as_str().unwrap().to_owned(),
+            body["api_key"].as_str().unwrap().to_owned(),
+        )
     }
 
     /// A gateway chat completion.
@@ -196,7 +243,12 @@ macro_rules! on_both_backends {
 
 impl TestServer {
     /// Creates an endpoint with an explicit upstream model (no discovery; the upstream may be down).
-    pub async fn create_endpoint_unchecked(&self, token: &str, name: &str, base_url: &str) -> (String, String) {
+    pub async fn create_endpoint_unchecked(
+        &self,
+        token: &str,
+        name: &str,
+        base_url: &str,
+    ) -> (String, String) {
         let (status, body) = self
             .post(
                 "/api/v1/endpoints",
@@ -205,6 +257,9 @@ impl TestServer {
             )
             .await;
         assert_eq!(status, 201, "{body}");
-        (body["endpoint"]["id"].as_str().unwrap().to_owned(), body["api_key"].as_str().unwrap().to_owned())
+        (
+            body["endpoint"]["id"].as_str().unwrap().to_owned(),
+            body["api_key"].as_str().unwrap().to_owned(),
+        )
     }
 }
