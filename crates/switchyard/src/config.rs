@@ -51,6 +51,9 @@ pub struct ServeArgs {
     /// `postgres://…` to use PostgreSQL instead of SQLite (or an explicit `sqlite://…`).
     #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// `redis://…` to share rate limits between instances through Redis.
+    #[arg(long, env = "SWITCHYARD_REDIS_URL")]
+    pub redis_url: Option<String>,
     /// Public base URL used in connection samples [default: from the Host header].
     #[arg(long, env = "SWITCHYARD_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -107,6 +110,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
+    pub redis_url: Option<String>,
     pub public_url: Option<String>,
     pub max_body_bytes: usize,
     pub upstream_timeout: Duration,
@@ -135,6 +139,7 @@ impl Config {
             listen: args.listen.or(file.listen),
             data_dir: args.data_dir.or(file.data_dir),
             database_url: args.database_url.or(file.database_url),
+            redis_url: args.redis_url.or(file.redis_url),
             public_url: args.public_url.or(file.public_url),
             max_body_bytes: args.max_body_bytes.or(file.max_body_bytes),
             upstream_timeout_seconds: args
@@ -206,6 +211,11 @@ impl Config {
                 ));
             }
         }
+        if let Some(url) = &args.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(invalid("redis_url must start with redis:// or rediss://"));
+            }
+        }
         Ok(Self {
             listen: args
                 .listen
@@ -214,6 +224,7 @@ impl Config {
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from("switchyard-data")),
             database_url: args.database_url,
+            redis_url: args.redis_url,
             public_url: args
                 .public_url
                 .map(|url| url.trim_end_matches('/').to_owned()),

@@ -14,6 +14,7 @@ pub mod recorder;
 pub mod registry;
 pub mod secrets;
 pub mod server;
+pub mod shared_limits;
 pub mod state;
 pub mod store;
 pub mod tokens;

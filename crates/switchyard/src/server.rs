@@ -23,6 +23,7 @@ use crate::pricing::PriceTable;
 use crate::recorder::{self, RecorderTotals};
 use crate::registry::Registry;
 use crate::secrets::Secrets;
+use crate::shared_limits::SharedLimiter;
 use crate::state::{AppState, RuntimeSettings, SharedState};
 use crate::store::Store;
 use crate::tokens::{display_prefix, generate_management_token};
@@ -80,6 +81,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     )
     .await?;
 
+    let shared_limits = match &config.redis_url {
+        Some(url) => Some(
+            SharedLimiter::connect(url)
+                .await
+                .context("cannot connect to Redis")?,
+        ),
+        None => None,
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -107,6 +116,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             listen_url: format!("http://{addr}"),
         },
         metrics: metrics_handle(),
+        shared_limits,
     });
     let app = router(state.clone());
     let grace = config.shutdown_grace;

@@ -10,6 +10,7 @@ use crate::pricing::PriceTable;
 use crate::recorder::UsageSink;
 use crate::registry::Registry;
 use crate::secrets::Secrets;
+use crate::shared_limits::SharedLimiter;
 use crate::store::Store;
 
 /// Settings the handlers need at run time.
@@ -32,6 +33,8 @@ pub struct AppState {
     pub upstream: UpstreamClient,
     pub settings: RuntimeSettings,
     pub metrics: PrometheusHandle,
+    /// Rate limits shared through Redis, when configured.
+    pub shared_limits: Option<SharedLimiter>,
 }
 
 /// The state as axum shares it.

@@ -243,7 +243,7 @@ async fn forward(
         (None, None) => return Err(HttpError::invalid_field("model", "is required")),
     }
     check_status(endpoint.status)?;
-    let limits = admit(&route)?;
+    let limits = admit(state, &route).await?;
     if route.account.balance() <= 0 {
         metrics::counter!("switchyard_credit_rejections_total").increment(1);
         return Err(HttpError::new(
@@ -405,12 +405,22 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn admit(route: &Route) -> Result<Admission, HttpError> {
+async fn admit(state: &SharedState, route: &Route) -> Result<Admission, HttpError> {
     let key = &route.key.key;
     let now_seconds = u64::try_from(now_ms() / 1000).unwrap_or(0);
     let per_minute = u64::try_from(key.rate_limit_per_minute).unwrap_or(0);
     let per_day = u64::try_from(key.rate_limit_per_day).unwrap_or(0);
-    match route.key.limiter.admit(now_seconds, per_minute, per_day) {
+    let shared = match &state.shared_limits {
+        Some(limiter) => {
+            limiter
+                .admit(&key.id, now_seconds, per_minute, per_day)
+                .await
+        }
+        None => None,
+    };
+    let admission =
+        shared.unwrap_or_else(|| route.key.limiter.admit(now_seconds, per_minute, per_day));
+    match admission {
         allowed @ Admission::Allowed { .. } => Ok(allowed),
         Admission::Rejected {
             scope,

@@ -59,6 +59,10 @@ pub struct Options {
     pub max_body_bytes: Option<usize>,
     pub upstream_timeout_seconds: Option<u64>,
     pub flush_ms: Option<u64>,
+    /// Share an existing database instead of a fresh one.
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub secret_key: Option<String>,
 }
 
 impl TestServer {
@@ -68,9 +72,10 @@ impl TestServer {
 
     pub async fn start_with(backend: Backend, options: Options) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
-        let database_url = match backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(fresh_postgres_database().await),
+        let database_url = match (backend, options.database_url.clone()) {
+            (_, Some(url)) => Some(url),
+            (Backend::Sqlite, None) => None,
+            (Backend::Postgres, None) => Some(fresh_postgres_database().await),
         };
         let args = ServeArgs {
             listen: Some("127.0.0.1:0".parse().unwrap()),
@@ -79,9 +84,15 @@ impl TestServer {
             max_body_bytes: options.max_body_bytes,
             upstream_timeout_seconds: options.upstream_timeout_seconds,
             usage_flush_interval_ms: Some(options.flush_ms.unwrap_or(10)),
+            redis_url: options.redis_url.clone(),
             ..ServeArgs::default()
         };
-        let config = Config::validate(args, Some(ADMIN_TOKEN.to_owned()), None).unwrap();
+        let config = Config::validate(
+            args,
+            Some(ADMIN_TOKEN.to_owned()),
+            options.secret_key.clone(),
+        )
+        .unwrap();
         let server = server::start(config).await.unwrap();
         let url = format!("http://{}", server.addr);
         Self {
