@@ -40,9 +40,47 @@ pub struct EndpointRuntime {
     pub endpoint: Endpoint,
     /// Base URL without a trailing slash, e.g. `http://127.0.0.1:8000/v1`.
     pub base_url: String,
+    /// Parsed upstream URLs of `/chat/completions`, `/completions`, `/embeddings`.
+    pub chat_url: Option<http::Uri>,
+    pub completions_url: Option<http::Uri>,
+    pub embeddings_url: Option<http::Uri>,
     /// `Authorization` header for the upstream, decrypted once at load time.
     pub upstream_authorization: Option<HeaderValue>,
     pub tariff: Tariff,
+    pub metrics: EndpointMetrics,
+}
+
+/// Metric handles of one endpoint, registered once so the request path
+/// neither allocates label sets nor looks them up.
+#[derive(Debug)]
+pub struct EndpointMetrics {
+    requests_2xx: metrics::Counter,
+    requests_4xx: metrics::Counter,
+    requests_5xx: metrics::Counter,
+    pub duration: metrics::Histogram,
+    pub upstream_duration: metrics::Histogram,
+}
+
+impl EndpointMetrics {
+    fn register(endpoint_id: &str) -> Self {
+        let counter = |class: &'static str| metrics::counter!("switchyard_requests_total", "endpoint" => endpoint_id.to_owned(), "status" => class);
+        Self {
+            requests_2xx: counter("2xx"),
+            requests_4xx: counter("4xx"),
+            requests_5xx: counter("5xx"),
+            duration: metrics::histogram!("switchyard_request_duration_seconds", "endpoint" => endpoint_id.to_owned()),
+            upstream_duration: metrics::histogram!("switchyard_upstream_duration_seconds", "endpoint" => endpoint_id.to_owned()),
+        }
+    }
+
+    /// Counts one request that reached the upstream, by status class.
+    pub fn count(&self, status: u16) {
+        match status {
+            200..=299 => self.requests_2xx.increment(1),
+            400..=499 => self.requests_4xx.increment(1),
+            _ => self.requests_5xx.increment(1),
+        }
+    }
 }
 
 /// A user's prepaid balance as the gateway debits it.
@@ -229,8 +267,14 @@ impl Registry {
             ),
             _ => (0, 0),
         };
+        let base_url = endpoint.upstream_base_url.trim_end_matches('/').to_owned();
+        let url = |path: &str| format!("{base_url}{path}").parse::<http::Uri>().ok();
         EndpointRuntime {
-            base_url: endpoint.upstream_base_url.trim_end_matches('/').to_owned(),
+            metrics: EndpointMetrics::register(&endpoint.id),
+            chat_url: url("/chat/completions"),
+            completions_url: url("/completions"),
+            embeddings_url: url("/embeddings"),
+            base_url,
             upstream_authorization,
             tariff: Tariff {
                 compute_nanos_per_second: compute,

@@ -119,6 +119,19 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         shared_limits,
     });
     let app = router(state.clone());
+    // Histograms gather raw samples until upkeep folds them into buckets;
+    // without it memory grows with every request between scrapes.
+    let upkeep_handle = state.metrics.clone();
+    let upkeep_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = interval.tick() => upkeep_handle.run_upkeep(),
+                () = upkeep_shutdown.cancelled() => break,
+            }
+        }
+    });
     let grace = config.shutdown_grace;
     let serve_shutdown = shutdown.clone();
     let task = tokio::spawn(async move {

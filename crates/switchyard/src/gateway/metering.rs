@@ -90,11 +90,18 @@ impl Meter {
             self.route.account.add(-cost);
         }
         let latency_ms = millis(self.started.elapsed());
-        let endpoint_id = self.route.endpoint.endpoint.id.clone();
-        metrics::histogram!("switchyard_request_duration_seconds", "endpoint" => endpoint_id.clone())
+        let endpoint_metrics = &self.route.endpoint.metrics;
+        endpoint_metrics.count(outcome.status_code);
+        endpoint_metrics
+            .duration
             .record(self.started.elapsed().as_secs_f64());
-        metrics::histogram!("switchyard_upstream_duration_seconds", "endpoint" => endpoint_id.clone())
-            .record(outcome.upstream_finished.saturating_duration_since(self.upstream_started).as_secs_f64());
+        endpoint_metrics.upstream_duration.record(
+            outcome
+                .upstream_finished
+                .saturating_duration_since(self.upstream_started)
+                .as_secs_f64(),
+        );
+        let endpoint_id = self.route.endpoint.endpoint.id.clone();
         self.sink.record(UsageRecord {
             id: new_id(),
             request_id: self.request_id,

@@ -268,7 +268,11 @@ async fn forward(
     };
     let drop_usage_chunk = !request.client_wants_stream_usage;
     drop(request);
-    let url = format!("{}{}", route.endpoint.base_url, operation.upstream_path());
+    let url = match operation {
+        Operation::Chat => route.endpoint.chat_url.clone(),
+        Operation::Completions => route.endpoint.completions_url.clone(),
+        Operation::Embeddings => route.endpoint.embeddings_url.clone(),
+    };
     let timeout = endpoint
         .timeout_seconds
         .and_then(|seconds| u64::try_from(seconds).ok())
@@ -276,7 +280,7 @@ async fn forward(
     let upstream_response = match state
         .upstream
         .post_json(
-            &url,
+            url,
             route.endpoint.upstream_authorization.as_ref(),
             request_id,
             stream,
@@ -360,7 +364,6 @@ async fn forward(
         response
     };
     add_rate_limit_headers(response.headers_mut(), &limits);
-    metrics::counter!("switchyard_requests_total", "status" => status_class(status)).increment(1);
     Ok(response)
 }
 
@@ -507,7 +510,6 @@ fn upstream_failure(meter: Meter, error: UpstreamError) -> HttpError {
         first_byte: None,
         upstream_finished: Instant::now(),
     });
-    metrics::counter!("switchyard_requests_total", "status" => status_class(status)).increment(1);
     let message = match &error {
         UpstreamError::Timeout(timeout) => {
             format!("the endpoint did not answer within {} s", timeout.as_secs())
@@ -543,14 +545,6 @@ fn add_rate_limit_headers(headers: &mut HeaderMap, admission: &Admission) {
             "x-ratelimit-remaining-day",
             HeaderValue::from(day_remaining),
         );
-    }
-}
-
-fn status_class(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        200..=299 => "2xx",
-        400..=499 => "4xx",
-        _ => "5xx",
     }
 }
 

@@ -22,15 +22,6 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// The OpenAI path below the base URL.
-    pub fn upstream_path(self) -> &'static str {
-        match self {
-            Operation::Chat => "/chat/completions",
-            Operation::Completions => "/completions",
-            Operation::Embeddings => "/embeddings",
-        }
-    }
-
     /// The name used in usage records and metrics.
     pub fn method_name(self) -> &'static str {
         match self {

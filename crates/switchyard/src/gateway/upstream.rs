@@ -53,13 +53,14 @@ impl UpstreamClient {
     /// Sends a JSON POST and waits for the response head within `timeout`.
     pub async fn post_json(
         &self,
-        url: &str,
+        url: Option<http::Uri>,
         authorization: Option<&HeaderValue>,
         request_id: &HeaderValue,
         accept_stream: bool,
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        let url = url.ok_or_else(|| UpstreamError::BadUrl("the endpoint's base URL".to_owned()))?;
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri(url)
@@ -81,7 +82,7 @@ impl UpstreamClient {
         }
         let request = builder
             .body(Full::new(Bytes::from(body)))
-            .map_err(|_| UpstreamError::BadUrl(url.to_owned()))?;
+            .map_err(|_| UpstreamError::BadUrl("the endpoint's base URL".to_owned()))?;
         self.send(request, timeout).await
     }
 

@@ -1,10 +1,10 @@
 //! Usage records and the charges they cause, written in batches.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 
-use super::{rows, Store, StoreError};
+use super::{rows, Backend, Store, StoreError};
 use crate::domain::{new_id, UsageRecord};
 
 /// Aggregated usage over a period.
@@ -49,67 +49,70 @@ const SUMS: &str = "COUNT(*) AS requests, \
     CAST(COALESCE(SUM(latency_ms), 0) AS BIGINT) AS latency_sum";
 
 impl Store {
-    /// Writes usage records and charges their cost in one transaction.
-    /// Charges are idempotent per usage record id: writing a batch twice charges once.
+    /// Writes usage records and charges their cost in one transaction, with
+    /// multi-row statements: one insert per 256 records, one balance update per
+    /// user. Charges are idempotent per usage record id: a record whose row
+    /// already exists is neither stored nor charged again.
     pub async fn write_usage_batch(
         &self,
         records: &[UsageRecord],
     ) -> Result<BatchOutcome, StoreError> {
-        let mut outcome = BatchOutcome::default();
         let mut transaction = self.pool.begin().await?;
-        let mut last_used: HashMap<&str, i64> = HashMap::new();
-        let mut last_active: HashMap<&str, i64> = HashMap::new();
-        for record in records {
-            let inserted = sqlx::query(&format!(
-                "INSERT INTO usage_records ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-                 $13, $14, $15, $16, $17, $18) ON CONFLICT (id) DO NOTHING",
-                rows::USAGE_COLUMNS
-            ))
-            .bind(&record.id)
-            .bind(&record.request_id)
-            .bind(&record.api_key_id)
-            .bind(&record.endpoint_id)
-            .bind(&record.user_id)
-            .bind(&record.method)
-            .bind(i64::from(record.status_code))
-            .bind(to_i64(record.input_tokens))
-            .bind(to_i64(record.output_tokens))
-            .bind(record.usage_source.as_str())
-            .bind(to_i64(record.latency_ms))
-            .bind(record.ttft_ms.map(to_i64))
-            .bind(to_i64(record.compute_ms))
-            .bind(record.cost_micro_usd)
-            .bind(i64::from(record.success))
-            .bind(&record.error_code)
-            .bind(i64::from(record.streamed))
-            .bind(record.created_at)
-            .execute(&mut *transaction)
-            .await?;
-            outcome.usage_rows += inserted.rows_affected();
-            let used = last_used.entry(record.api_key_id.as_str()).or_default();
-            *used = (*used).max(record.created_at);
-            let active = last_active.entry(record.endpoint_id.as_str()).or_default();
-            *active = (*active).max(record.created_at);
-            if record.cost_micro_usd > 0 && charge(&mut transaction, record).await? {
-                outcome.charges += 1;
+        // Records already stored (a retried batch) are skipped. Asking first keeps
+        // the inserts free of RETURNING rows, which would each cross a channel.
+        let mut existing: HashSet<String> = HashSet::new();
+        for chunk in records.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT id FROM usage_records WHERE id IN {}",
+                placeholders(self.backend, chunk.len(), 1)
+            );
+            let mut statement = sqlx::query_scalar::<_, String>(&sql);
+            for record in chunk {
+                statement = statement.bind(record.id.clone());
             }
+            existing.extend(statement.fetch_all(&mut *transaction).await?);
         }
-        for (key_id, at) in last_used {
-            sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
-                .bind(at)
-                .bind(key_id)
-                .execute(&mut *transaction)
-                .await?;
+        let new_records: Vec<&UsageRecord> = records
+            .iter()
+            .filter(|record| !existing.contains(&record.id))
+            .collect();
+        for chunk in new_records.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO usage_records ({}) VALUES {}",
+                rows::USAGE_COLUMNS,
+                placeholders(self.backend, 18, chunk.len())
+            );
+            let mut statement = sqlx::query(&sql);
+            for record in chunk {
+                statement = statement
+                    .bind(record.id.clone())
+                    .bind(record.request_id.clone())
+                    .bind(record.api_key_id.clone())
+                    .bind(record.endpoint_id.clone())
+                    .bind(record.user_id.clone())
+                    .bind(record.method.clone())
+                    .bind(i64::from(record.status_code))
+                    .bind(to_i64(record.input_tokens))
+                    .bind(to_i64(record.output_tokens))
+                    .bind(record.usage_source.as_str())
+                    .bind(to_i64(record.latency_ms))
+                    .bind(record.ttft_ms.map(to_i64))
+                    .bind(to_i64(record.compute_ms))
+                    .bind(record.cost_micro_usd)
+                    .bind(i64::from(record.success))
+                    .bind(record.error_code.clone())
+                    .bind(i64::from(record.streamed))
+                    .bind(record.created_at);
+            }
+            statement.execute(&mut *transaction).await?;
         }
-        for (endpoint_id, at) in last_active {
-            sqlx::query("UPDATE endpoints SET last_active_at = $1 WHERE id = $2")
-                .bind(at)
-                .bind(endpoint_id)
-                .execute(&mut *transaction)
-                .await?;
-        }
+        let charges = charge_batch(&mut transaction, self.backend, &new_records).await?;
+        touch_last_used(&mut transaction, &new_records).await?;
         transaction.commit().await?;
-        Ok(outcome)
+        Ok(BatchOutcome {
+            usage_rows: new_records.len() as u64,
+            charges,
+        })
     }
 
     /// Summarises an endpoint's usage since `since_ms`.
@@ -234,42 +237,136 @@ impl Store {
     }
 }
 
-/// Charges one record's cost; returns false when it was already charged.
-async fn charge(
-    transaction: &mut sqlx::Transaction<'_, sqlx::Any>,
-    record: &UsageRecord,
-) -> Result<bool, StoreError> {
-    let ledger_id = new_id();
-    let inserted = sqlx::query(
-        "INSERT INTO credit_ledger (id, user_id, kind, amount_micro_usd, balance_after_micro_usd, request_id, \
-         reason, created_at) VALUES ($1, $2, 'charge', $3, 0, $4, $5, $6) ON CONFLICT DO NOTHING",
-    )
-    .bind(&ledger_id)
-    .bind(&record.user_id)
-    .bind(-record.cost_micro_usd)
-    .bind(&record.id)
-    .bind(format!("{} via endpoint {}", record.method, record.endpoint_id))
-    .bind(record.created_at)
-    .execute(&mut **transaction)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Ok(false);
+/// Most rows in one multi-row statement (18 columns × 256 stays far below
+/// the bind-parameter limits of SQLite and PostgreSQL).
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// `($1, …, $n), ($n+1, …)` for `rows` rows of `columns` values; plain `?` on
+/// SQLite, where numbered parameters make binding quadratic in their count
+/// (`sqlite3_bind_parameter_name` is looked up for every one).
+fn placeholders(backend: Backend, columns: usize, rows: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                out.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => out.push('?'),
+                Backend::Postgres => {
+                    out.push('$');
+                    out.push_str(&(row * columns + column + 1).to_string());
+                }
+            }
+        }
+        out.push(')');
     }
-    let balance: i64 = sqlx::query_scalar(
-        "UPDATE users SET balance_micro_usd = balance_micro_usd - $1 WHERE id = $2 RETURNING balance_micro_usd",
-    )
-    .bind(record.cost_micro_usd)
-    .bind(&record.user_id)
-    .fetch_one(&mut **transaction)
-    .await?;
-    sqlx::query("UPDATE credit_ledger SET balance_after_micro_usd = $1 WHERE id = $2")
-        .bind(balance)
-        .bind(&ledger_id)
-        .execute(&mut **transaction)
+    out
+}
+
+/// Debits each user once for the batch and appends one ledger entry per
+/// charged record, with the running balance after it.
+async fn charge_batch(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    records: &[&UsageRecord],
+) -> Result<u64, StoreError> {
+    let mut by_user: HashMap<&str, Vec<&UsageRecord>> = HashMap::new();
+    for record in records.iter().filter(|record| record.cost_micro_usd > 0) {
+        by_user
+            .entry(record.user_id.as_str())
+            .or_default()
+            .push(record);
+    }
+    let mut charged = 0;
+    for (user_id, charges) in by_user {
+        let total: i64 = charges.iter().map(|record| record.cost_micro_usd).sum();
+        let mut balance: i64 = sqlx::query_scalar(
+            "UPDATE users SET balance_micro_usd = balance_micro_usd - $1 WHERE id = $2 RETURNING balance_micro_usd",
+        )
+        .bind(total)
+        .bind(user_id)
+        .fetch_one(&mut **transaction)
         .await?;
-    Ok(true)
+        // Running balances: the last charge leaves the final balance.
+        let mut balances_after = vec![0_i64; charges.len()];
+        for (index, record) in charges.iter().enumerate().rev() {
+            balances_after[index] = balance;
+            balance += record.cost_micro_usd;
+        }
+        for (chunk_index, chunk) in charges.chunks(ROWS_PER_STATEMENT).enumerate() {
+            let sql = format!(
+                "INSERT INTO credit_ledger ({}) VALUES {} ON CONFLICT DO NOTHING",
+                rows::LEDGER_COLUMNS,
+                placeholders(backend, 8, chunk.len())
+            );
+            let mut statement = sqlx::query(&sql);
+            for (offset, record) in chunk.iter().enumerate() {
+                statement = statement
+                    .bind(new_id())
+                    .bind(record.user_id.clone())
+                    .bind("charge")
+                    .bind(-record.cost_micro_usd)
+                    .bind(balances_after[chunk_index * ROWS_PER_STATEMENT + offset])
+                    .bind(record.id.clone())
+                    .bind(format!(
+                        "{} via endpoint {}",
+                        record.method, record.endpoint_id
+                    ))
+                    .bind(record.created_at);
+            }
+            charged += statement.execute(&mut **transaction).await?.rows_affected();
+        }
+    }
+    Ok(charged)
+}
+
+/// Sets `last_used_at` of keys and `last_active_at` of endpoints.
+async fn touch_last_used(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Any>,
+    records: &[&UsageRecord],
+) -> Result<(), StoreError> {
+    let mut last_used: HashMap<&str, i64> = HashMap::new();
+    let mut last_active: HashMap<&str, i64> = HashMap::new();
+    for record in records {
+        let used = last_used.entry(record.api_key_id.as_str()).or_default();
+        *used = (*used).max(record.created_at);
+        let active = last_active.entry(record.endpoint_id.as_str()).or_default();
+        *active = (*active).max(record.created_at);
+    }
+    for (key_id, at) in last_used {
+        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(key_id)
+            .execute(&mut **transaction)
+            .await?;
+    }
+    for (endpoint_id, at) in last_active {
+        sqlx::query("UPDATE endpoints SET last_active_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(endpoint_id)
+            .execute(&mut **transaction)
+            .await?;
+    }
+    Ok(())
 }
 
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{placeholders, Backend};
+
+    #[test]
+    fn numbers_placeholders_row_by_row() {
+        assert_eq!(placeholders(Backend::Postgres, 2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(placeholders(Backend::Postgres, 3, 1), "($1, $2, $3)");
+        assert_eq!(placeholders(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
+    }
 }
