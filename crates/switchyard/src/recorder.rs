@@ -1,6 +1,8 @@
 //! Moves usage records off the request path: a bounded channel to a task that
 //! writes them (and their charges) in batches, and drains it on shutdown.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -12,13 +14,31 @@ use crate::store::Store;
 /// Most records written in one transaction.
 const BATCH_SIZE: usize = 512;
 
-/// The sending side, cloned into every request.
+/// The sending side, cloned into every request. It also counts metered
+/// requests still in flight, so shutdown can wait for their records.
 #[derive(Clone, Debug)]
 pub struct UsageSink {
     sender: mpsc::Sender<UsageRecord>,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl UsageSink {
+    /// Notes that a metered request started; its record will follow.
+    pub fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Metered requests whose records have not been queued yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Queues the record of a request counted by [`UsageSink::begin`].
+    pub fn finish(&self, record: UsageRecord) {
+        self.record(record);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Queues a record without waiting. If the queue is full the record is
     /// counted as dropped (and logged) rather than blocking the request.
     pub fn record(&self, record: UsageRecord) {
@@ -46,7 +66,13 @@ pub fn start(
 ) -> (UsageSink, tokio::task::JoinHandle<RecorderTotals>) {
     let (sender, receiver) = mpsc::channel(capacity);
     let handle = tokio::spawn(run(store, receiver, flush_interval, shutdown));
-    (UsageSink { sender }, handle)
+    (
+        UsageSink {
+            sender,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        },
+        handle,
+    )
 }
 
 async fn run(

@@ -94,6 +94,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
+    let hard_stop = CancellationToken::new();
     let recorder_shutdown = CancellationToken::new();
     let (usage, recorder_task) = recorder::start(
         store.clone(),
@@ -117,6 +118,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         },
         metrics: metrics_handle(),
         shared_limits,
+        hard_stop: hard_stop.clone(),
     });
     let app = router(state.clone());
     // Histograms gather raw samples until upkeep folds them into buckets;
@@ -133,6 +135,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         }
     });
     let grace = config.shutdown_grace;
+    let usage_sink = state.usage.clone();
     let serve_shutdown = shutdown.clone();
     let task = tokio::spawn(async move {
         let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
@@ -145,8 +148,18 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(async move { drain_signal.cancelled().await });
         let server = std::pin::pin!(server.into_future());
-        run_until_shutdown(server, serve_shutdown, drain, grace).await;
-        // Every request has finished or was dropped (which records it): flush.
+        run_until_shutdown(server, serve_shutdown, drain, hard_stop, grace).await;
+        // Wait for the records of requests that ended as the server stopped.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while usage_sink.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if usage_sink.in_flight() > 0 {
+            tracing::error!(
+                in_flight = usage_sink.in_flight(),
+                "requests still running after shutdown; their usage is lost"
+            );
+        }
         recorder_shutdown.cancel();
         let totals = recorder_task.await.context("usage recorder panicked")?;
         store.close().await;
@@ -171,6 +184,7 @@ async fn run_until_shutdown<F>(
     mut server: std::pin::Pin<&mut F>,
     shutdown: CancellationToken,
     drain: CancellationToken,
+    hard_stop: CancellationToken,
     grace: std::time::Duration,
 ) where
     F: Future<Output = std::io::Result<()>>,
@@ -190,9 +204,20 @@ async fn run_until_shutdown<F>(
     );
     drain.cancel();
     match tokio::time::timeout(grace, server.as_mut()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::error!(%error, "server stopped with an error"),
-        Err(_) => tracing::warn!("grace period over; closing the remaining connections"),
+        Ok(Ok(())) => return,
+        Ok(Err(error)) => {
+            tracing::error!(%error, "server stopped with an error");
+            return;
+        }
+        Err(_) => tracing::warn!("grace period over; ending the remaining requests"),
+    }
+    // Streams and upstream calls still running end now and record what they produced.
+    hard_stop.cancel();
+    if tokio::time::timeout(std::time::Duration::from_secs(5), server.as_mut())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after ending every request; closing them");
     }
 }
 
@@ -205,6 +230,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -225,13 +251,23 @@ async fn readyz(State(state): State<SharedState>) -> Response {
     }
 }
 
-async fn render_metrics(State(state): State<SharedState>) -> Response {
+/// `/metrics` names every tenant's endpoints, so it needs an admin token.
+async fn render_metrics(State(state): State<SharedState>, _admin: crate::api::Admin) -> Response {
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     response
+}
+
+async fn method_not_allowed() -> HttpError {
+    HttpError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
 }
 
 async fn not_found() -> HttpError {
@@ -321,21 +357,30 @@ async fn bootstrap_admin(
     configured: Option<&str>,
 ) -> anyhow::Result<Option<String>> {
     if let Some(token) = configured {
+        // The configured token replaces every earlier token of the admin, so
+        // rotating SWITCHYARD_ADMIN_TOKEN revokes a leaked one.
         let hash = secrets.hash_token(token);
-        if store.find_user_by_token_hash(&hash).await?.is_some() {
-            return Ok(None);
-        }
-        match store.find_admin().await? {
+        let admin = match store.find_admin().await? {
             Some(admin) => {
-                store
-                    .add_management_token(&admin.id, &hash, &display_prefix(token))
-                    .await?
+                if store.find_user_by_token_hash(&hash).await?.is_none() {
+                    store
+                        .add_management_token(&admin.id, &hash, &display_prefix(token))
+                        .await?;
+                }
+                admin
             }
             None => {
                 store
                     .create_user("admin", true, &hash, &display_prefix(token))
-                    .await?;
+                    .await?
             }
+        };
+        let revoked = store.revoke_other_tokens(&admin.id, &hash).await?;
+        if revoked > 0 {
+            tracing::info!(
+                revoked,
+                "earlier admin tokens revoked in favour of SWITCHYARD_ADMIN_TOKEN"
+            );
         }
         tracing::info!("admin token taken from SWITCHYARD_ADMIN_TOKEN");
         return Ok(None);

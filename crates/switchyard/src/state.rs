@@ -35,6 +35,9 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Rate limits shared through Redis, when configured.
     pub shared_limits: Option<SharedLimiter>,
+    /// Cancelled when the shutdown grace period is over: requests still
+    /// running end at once and record what they produced.
+    pub hard_stop: tokio_util::sync::CancellationToken,
 }
 
 /// The state as axum shares it.

@@ -610,6 +610,7 @@ on_both_backends!(models_status_request_id_and_metrics, |backend| async move {
     let metrics = server
         .http
         .get(format!("{}/metrics", server.url))
+        .bearer_auth(common::ADMIN_TOKEN)
         .send()
         .await
         .unwrap()
@@ -617,6 +618,25 @@ on_both_backends!(models_status_request_id_and_metrics, |backend| async move {
         .await
         .unwrap();
     assert!(metrics.contains("switchyard_requests_total"), "{metrics}");
+    let response = server
+        .http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        401,
+        "/metrics names every tenant's endpoints: admin only"
+    );
+    let response = server
+        .http
+        .get(format!("{}/metrics", server.url))
+        .bearer_auth(&tenant.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
     assert!(
         metrics.contains("switchyard_request_duration_seconds_bucket"),
         "{metrics}"
@@ -628,4 +648,114 @@ on_both_backends!(models_status_request_id_and_metrics, |backend| async move {
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "route_not_found");
+    let response = server
+        .http
+        .get(format!("{}/v1/chat/completions", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+    // Query parameters of the wrong type are 400s naming the parameter.
+    let (status, body) = server
+        .get("/api/v1/billing/ledger?page=abc", &tenant.token)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "page");
+    let (status, body) = server
+        .get(
+            "/api/v1/billing/ledger?page=9223372036854775807&limit=2",
+            &tenant.token,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "page");
+});
+
+on_both_backends!(cut_requests_are_still_metered, |backend| async move {
+    let upstream = FakeUpstream::start().await;
+    let mut server = TestServer::start_with(
+        backend,
+        Options {
+            shutdown_grace_seconds: Some(1),
+            ..Options::default()
+        },
+    )
+    .await;
+    let tenant = server.tenant("cut", &upstream.url("slow")).await;
+
+    // A client that gives up on a slow, non-streamed call: the record says so.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let result = impatient
+        .post(format!("{}/v1/chat/completions", server.url))
+        .bearer_auth(&tenant.api_key)
+        .json(&json!({"model": tenant.model, "messages": [{"role": "user", "content": "Hi"}]}))
+        .send()
+        .await;
+    assert!(result.is_err(), "the client timed out");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        server.settle().await;
+        let records = usage_records(&server, &tenant.token, &tenant.endpoint_id).await;
+        if let Some(record) = records.first() {
+            assert_eq!(record["error_code"], "client_disconnected");
+            assert_eq!(
+                record["cost_micro_usd"], 0,
+                "nothing was produced, nothing is charged"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cut request was never recorded"
+        );
+    }
+
+    // A stream still running when the grace period ends is closed and recorded.
+    let (held_id, held_key) = server
+        .create_endpoint(&tenant.token, "held", &upstream.url("held"))
+        .await;
+    let response = server.chat(&held_key, "held", true).await;
+    let mut body = response.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("tok0"));
+    let reader = tokio::spawn(async move {
+        let mut rest = Vec::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            rest.extend_from_slice(&chunk);
+        }
+        String::from_utf8_lossy(&rest).into_owned()
+    });
+    let started = Instant::now();
+    let totals = server.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert!(totals.usage_rows >= 1);
+    let rest = tokio::time::timeout(Duration::from_secs(5), reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest.contains("server_shutting_down"), "{rest}");
+    let reopened = match &server.database_url {
+        Some(url) => switchyard::store::Store::connect(url).await.unwrap(),
+        None => switchyard::store::Store::open_sqlite(server.data_dir.path())
+            .await
+            .unwrap(),
+    };
+    let (records, _) = reopened.list_usage(&held_id, 10, 0).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0].error_code.as_deref(),
+        Some("server_shutting_down")
+    );
+    assert!(records[0].output_tokens >= 1);
 });

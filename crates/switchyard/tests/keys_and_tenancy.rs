@@ -217,6 +217,15 @@ on_both_backends!(tenant_isolation, |backend| async move {
         )
         .await;
     assert_eq!(status, 403);
+    // The admin check comes before the body: a non-admin gets 403 even for a bad body.
+    let (status, _) = server
+        .post(
+            &format!("/api/v1/users/{}/credits", bob.user_id),
+            &bob.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 403);
     // Without a token: 401.
     let (status, body) = server.get("/api/v1/endpoints", "wrong").await;
     assert_eq!(status, 401, "{body}");

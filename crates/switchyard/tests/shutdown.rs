@@ -260,3 +260,53 @@ async fn first_start_prints_an_admin_token_once() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[tokio::test]
+async fn rotating_the_admin_token_revokes_the_old_one() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let start = |token: &str| {
+        let args = switchyard::config::ServeArgs {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            data_dir: Some(data_dir.path().to_owned()),
+            ..Default::default()
+        };
+        switchyard::config::Config::validate(args, Some(token.to_owned()), None).unwrap()
+    };
+    let http = reqwest::Client::new();
+    let old = "old-admin-token-0123456789";
+    let new = "new-admin-token-0123456789";
+    let server = switchyard::server::start(start(old)).await.unwrap();
+    let url = format!("http://{}/api/v1/me", server.addr);
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(old)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    server.shutdown().await.unwrap();
+
+    let server = switchyard::server::start(start(new)).await.unwrap();
+    let url = format!("http://{}/api/v1/me", server.addr);
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(new)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(old)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    server.shutdown().await.unwrap();
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::Json;
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::keys::{new_key, CreateKey};
-use super::{views, ApiJson, Caller};
+use super::{views, ApiJson, ApiQuery, Caller};
 use crate::domain::{
     new_id, now_ms, Endpoint, EndpointPricing, EndpointStatus, EndpointType, Modality, SourceType,
     UpstreamApi,
@@ -196,7 +196,7 @@ pub async fn list_endpoints(
     State(state): State<SharedState>,
     Caller(user): Caller,
     headers: HeaderMap,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, HttpError> {
     let filter = EndpointFilter {
         modality: query

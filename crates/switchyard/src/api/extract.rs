@@ -38,14 +38,50 @@ impl FromRequestParts<SharedState> for Caller {
     }
 }
 
-impl Caller {
-    /// Refuses non-admin callers.
-    pub fn require_admin(&self) -> Result<(), HttpError> {
-        if self.0.is_admin {
-            Ok(())
+/// An admin caller; checked before the body is read, so a non-admin always gets 403.
+#[derive(Debug, Clone)]
+pub struct Admin(pub User);
+
+impl FromRequestParts<SharedState> for Admin {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        let Caller(user) = Caller::from_request_parts(parts, state).await?;
+        if user.is_admin {
+            Ok(Admin(user))
         } else {
             Err(HttpError::admin_only())
         }
+    }
+}
+
+/// Query parameters; a parameter of the wrong type is a 400 in the API's error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<SharedState> for ApiQuery<T> {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(ApiQuery)
+            .map_err(|error| {
+                let field = error.path().to_string();
+                let field = if field == "." {
+                    "query".to_owned()
+                } else {
+                    field
+                };
+                HttpError::invalid_field(field, error.into_inner().to_string())
+            })
     }
 }
 

@@ -14,7 +14,7 @@ use axum::Router;
 
 use crate::state::SharedState;
 
-pub use extract::{ApiJson, Caller};
+pub use extract::{Admin, ApiJson, ApiQuery, Caller};
 
 /// The management routes.
 pub fn router() -> Router<SharedState> {
@@ -64,10 +64,10 @@ pub(crate) fn pagination(
 ) -> Result<(i64, i64, i64), crate::error::HttpError> {
     let page = page.unwrap_or(1);
     let limit = limit.unwrap_or(50);
-    if page < 1 {
+    if !(1..=1_000_000).contains(&page) {
         return Err(crate::error::HttpError::invalid_field(
             "page",
-            "must be 1 or more",
+            "must be between 1 and 1000000",
         ));
     }
     if !(1..=500).contains(&limit) {

@@ -1,12 +1,12 @@
 //! Usage figures per endpoint and across a user's endpoints.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::endpoints::owned_endpoint;
-use super::{pagination, views, Caller};
+use super::{pagination, views, ApiQuery, Caller};
 use crate::domain::{format_time, now_ms, EndpointStatus};
 use crate::error::HttpError;
 use crate::money::micros_to_credits_json;
@@ -40,7 +40,7 @@ pub async fn endpoint_usage(
     State(state): State<SharedState>,
     Caller(user): Caller,
     Path(endpoint_id): Path<String>,
-    Query(query): Query<PeriodQuery>,
+    ApiQuery(query): ApiQuery<PeriodQuery>,
 ) -> Result<Json<Value>, HttpError> {
     let (period, since) = period_start(query.period.as_deref())?;
     owned_endpoint(&state, &user.id, &endpoint_id).await?;
@@ -77,7 +77,7 @@ pub async fn detailed_usage(
     State(state): State<SharedState>,
     Caller(user): Caller,
     Path(endpoint_id): Path<String>,
-    Query(query): Query<DetailQuery>,
+    ApiQuery(query): ApiQuery<DetailQuery>,
 ) -> Result<Json<Value>, HttpError> {
     let (page, limit, offset) = pagination(query.page, query.limit)?;
     owned_endpoint(&state, &user.id, &endpoint_id).await?;

@@ -1,13 +1,13 @@
 //! Users, credits and the ledger.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::Json;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{pagination, views, ApiJson, Caller};
+use super::{pagination, views, Admin, ApiJson, ApiQuery, Caller};
 use crate::domain::LedgerKind;
 use crate::error::HttpError;
 use crate::money::{parse_usd_to_nanos, MICROS_PER_CREDIT};
@@ -25,10 +25,9 @@ pub struct CreateUser {
 /// `POST /api/v1/users` (admin): creates a user and returns its token once.
 pub async fn create_user(
     State(state): State<SharedState>,
-    caller: Caller,
+    _admin: Admin,
     ApiJson(request): ApiJson<CreateUser>,
 ) -> Result<impl IntoResponse, HttpError> {
-    caller.require_admin()?;
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(HttpError::invalid_field(
@@ -72,11 +71,10 @@ pub struct AddCredits {
 /// `POST /api/v1/users/{id}/credits` (admin): a top-up (positive) or adjustment (negative).
 pub async fn add_credits(
     State(state): State<SharedState>,
-    caller: Caller,
+    _admin: Admin,
     Path(user_id): Path<String>,
     ApiJson(request): ApiJson<AddCredits>,
 ) -> Result<Json<Value>, HttpError> {
-    caller.require_admin()?;
     let micros = credits_to_micros(&request.credits)?;
     let kind = if micros > 0 {
         LedgerKind::TopUp
@@ -131,7 +129,7 @@ pub struct PageQuery {
 pub async fn ledger(
     State(state): State<SharedState>,
     Caller(user): Caller,
-    Query(query): Query<PageQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<Value>, HttpError> {
     let (page, limit, offset) = pagination(query.page, query.limit)?;
     let (entries, total) = state.store.list_ledger(&user.id, limit, offset).await?;

@@ -42,22 +42,57 @@ pub struct Outcome {
     pub upstream_finished: Instant,
 }
 
-/// Everything needed to record one request once it ends.
+/// Everything needed to record one request once it ends. A meter dropped
+/// before [`Meter::finish`] (the handler was cancelled because the client went
+/// away, or the server stopped) still records the request as cut short.
 #[derive(Debug)]
 pub struct Meter {
-    pub route: Route,
-    pub sink: UsageSink,
-    pub request_id: String,
-    pub method: &'static str,
-    pub streamed: bool,
-    pub started: Instant,
+    route: Route,
+    sink: UsageSink,
+    request_id: String,
+    method: &'static str,
+    streamed: bool,
+    started: Instant,
     pub upstream_started: Instant,
-    pub estimated_input_tokens: u64,
+    estimated_input_tokens: u64,
+    recorded: bool,
 }
 
 impl Meter {
+    /// Starts metering a request that is about to be sent upstream.
+    pub fn start(
+        route: Route,
+        sink: UsageSink,
+        request_id: String,
+        method: &'static str,
+        streamed: bool,
+        started: Instant,
+        estimated_input_tokens: u64,
+    ) -> Self {
+        sink.begin();
+        Self {
+            route,
+            sink,
+            request_id,
+            method,
+            streamed,
+            started,
+            upstream_started: Instant::now(),
+            estimated_input_tokens,
+            recorded: false,
+        }
+    }
+
     /// Records the request and debits its cost; returns the cost in micro-dollars.
-    pub fn finish(self, outcome: Outcome) -> i64 {
+    pub fn finish(mut self, outcome: Outcome) -> i64 {
+        self.record(outcome)
+    }
+
+    fn record(&mut self, outcome: Outcome) -> i64 {
+        if self.recorded {
+            return 0;
+        }
+        self.recorded = true;
         let (input_tokens, output_tokens, usage_source) = match outcome.usage {
             Some(usage) => (
                 usage.prompt_tokens,
@@ -102,9 +137,9 @@ impl Meter {
                 .as_secs_f64(),
         );
         let endpoint_id = self.route.endpoint.endpoint.id.clone();
-        self.sink.record(UsageRecord {
+        self.sink.finish(UsageRecord {
             id: new_id(),
-            request_id: self.request_id,
+            request_id: std::mem::take(&mut self.request_id),
             api_key_id: self.route.key.key.id.clone(),
             endpoint_id,
             user_id: self.route.account.user_id.clone(),
@@ -125,6 +160,21 @@ impl Meter {
             created_at: now_ms(),
         });
         cost
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.record(Outcome {
+                status_code: 499,
+                usage: None,
+                estimated_output_tokens: 0,
+                error_code: Some("client_disconnected".to_owned()),
+                first_byte: None,
+                upstream_finished: Instant::now(),
+            });
+        }
     }
 }
 

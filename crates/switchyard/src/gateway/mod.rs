@@ -256,16 +256,15 @@ async fn forward(
 
     let upstream_body = request.to_upstream(&endpoint.upstream_model);
     let stream = request.stream && operation != Operation::Embeddings;
-    let meter = Meter {
-        route: route.clone(),
-        sink: state.usage.clone(),
-        request_id: request_id.to_str().unwrap_or_default().to_owned(),
-        method: operation.method_name(),
-        streamed: stream,
+    let meter = Meter::start(
+        route.clone(),
+        state.usage.clone(),
+        request_id.to_str().unwrap_or_default().to_owned(),
+        operation.method_name(),
+        stream,
         started,
-        upstream_started: Instant::now(),
-        estimated_input_tokens: estimate_tokens(request.prompt_bytes),
-    };
+        estimate_tokens(request.prompt_bytes),
+    );
     let drop_usage_chunk = !request.client_wants_stream_usage;
     drop(request);
     let url = match operation {
@@ -277,20 +276,20 @@ async fn forward(
         .timeout_seconds
         .and_then(|seconds| u64::try_from(seconds).ok())
         .map_or(state.settings.upstream_timeout, Duration::from_secs);
-    let upstream_response = match state
-        .upstream
-        .post_json(
-            url,
-            route.endpoint.upstream_authorization.as_ref(),
-            request_id,
-            stream,
-            upstream_body,
-            timeout,
-        )
-        .await
-    {
-        Ok(response) => response,
-        Err(error) => return Err(upstream_failure(meter, error)),
+    let call = state.upstream.post_json(
+        url,
+        route.endpoint.upstream_authorization.as_ref(),
+        request_id,
+        stream,
+        upstream_body,
+        timeout,
+    );
+    let upstream_response = tokio::select! {
+        result = call => match result {
+            Ok(response) => response,
+            Err(error) => return Err(upstream_failure(meter, error)),
+        },
+        () = state.hard_stop.cancelled() => return Err(upstream_failure(meter, UpstreamError::ShuttingDown)),
     };
 
     let status = upstream_response.status();
@@ -306,6 +305,7 @@ async fn forward(
             status.as_u16(),
             drop_usage_chunk,
             state.settings.stream_idle_timeout,
+            state.hard_stop.clone(),
         );
         let mut response = Response::new(Body::new(body));
         let headers = response.headers_mut();
@@ -322,11 +322,16 @@ async fn forward(
             .get(header::CONTENT_TYPE)
             .cloned();
         let remaining = timeout.saturating_sub(meter.upstream_started.elapsed());
-        let collected = tokio::time::timeout(
+        let collect = tokio::time::timeout(
             remaining,
             Limited::new(upstream_response.into_body(), MAX_UPSTREAM_BODY).collect(),
-        )
-        .await;
+        );
+        let collected = tokio::select! {
+            collected = collect => collected,
+            () = state.hard_stop.cancelled() => {
+                return Err(upstream_failure(meter, UpstreamError::ShuttingDown));
+            }
+        };
         let bytes: Bytes = match collected {
             Err(_) => return Err(upstream_failure(meter, UpstreamError::Timeout(timeout))),
             Ok(Err(error)) => {
@@ -342,10 +347,11 @@ async fn forward(
         } else {
             None
         };
-        let estimated_output = if status.is_success() && usage.is_none() {
-            estimate_tokens(bytes.len())
-        } else {
-            0
+        let estimated_output = match (status.is_success(), usage, operation) {
+            (true, None, Operation::Chat | Operation::Completions) => {
+                estimate_tokens(generated_text_bytes(&bytes))
+            }
+            _ => 0,
         };
         meter.finish(Outcome {
             status_code: status.as_u16(),
@@ -500,6 +506,7 @@ fn upstream_failure(meter: Meter, error: UpstreamError) -> HttpError {
         UpstreamError::Unreachable(_) | UpstreamError::BadUrl(_) => {
             (StatusCode::BAD_GATEWAY, "endpoint_error")
         }
+        UpstreamError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "server_shutting_down"),
     };
     tracing::warn!(%error, code, "upstream call failed");
     meter.finish(Outcome {
@@ -514,9 +521,43 @@ fn upstream_failure(meter: Meter, error: UpstreamError) -> HttpError {
         UpstreamError::Timeout(timeout) => {
             format!("the endpoint did not answer within {} s", timeout.as_secs())
         }
+        UpstreamError::ShuttingDown => "the gateway is shutting down; retry".to_owned(),
         _ => "the endpoint's upstream server is unreachable".to_owned(),
     };
     HttpError::new(status, "server_error", code, message)
+}
+
+/// Bytes of generated text in a non-streamed completion (for estimating output
+/// tokens when the upstream reports no usage).
+fn generated_text_bytes(body: &[u8]) -> usize {
+    #[derive(serde::Deserialize)]
+    struct Response {
+        #[serde(default)]
+        choices: Vec<Choice>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Choice {
+        message: Option<Message>,
+        text: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Message {
+        content: Option<String>,
+    }
+    serde_json::from_slice::<Response>(body).map_or(0, |response| {
+        response
+            .choices
+            .iter()
+            .map(|choice| {
+                choice.text.as_ref().map_or(0, String::len)
+                    + choice
+                        .message
+                        .as_ref()
+                        .and_then(|message| message.content.as_ref())
+                        .map_or(0, String::len)
+            })
+            .sum()
+    })
 }
 
 fn endpoint_not_found(name: &str) -> HttpError {

@@ -58,7 +58,7 @@ impl<'a> RequestBody<'a> {
     pub fn parse(bytes: &'a [u8], operation: Operation) -> Result<Self, HttpError> {
         let top: TopLevel<'a> = serde_json::from_slice(bytes).map_err(|error| {
             if error.is_data() {
-                HttpError::invalid_json("request body must be a JSON object")
+                HttpError::invalid_json(format!("request body must be a JSON object: {error}"))
             } else {
                 HttpError::invalid_json(format!("request body is not valid JSON: {error}"))
             }
@@ -226,6 +226,9 @@ fn write_json_string(out: &mut Vec<u8>, text: &str) {
     let _ = serde_json::to_writer(&mut *out, text);
 }
 
+/// Most top-level fields a request body may have.
+const MAX_FIELDS: usize = 128;
+
 struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'de> Deserialize<'de> for TopLevel<'de> {
@@ -239,6 +242,12 @@ impl<'de> Deserialize<'de> for TopLevel<'de> {
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                 let mut fields = Vec::with_capacity(8);
                 while let Some(key) = map.next_key::<Key<'de>>()? {
+                    // Bounded so the duplicate check below stays cheap.
+                    if fields.len() >= MAX_FIELDS {
+                        return Err(de::Error::custom(format!(
+                            "more than {MAX_FIELDS} top-level fields"
+                        )));
+                    }
                     if fields
                         .iter()
                         .any(|(name, _): &(Cow<'de, str>, _)| *name == key.0)

@@ -16,8 +16,12 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::metering::{estimate_tokens, extract_usage, Meter, Outcome, TokenUsage};
+
+/// Largest single SSE event the relay holds while waiting for its end.
+const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
 
 /// A metered SSE body.
 pub struct MeteredStream {
@@ -31,6 +35,7 @@ pub struct MeteredStream {
     first_byte: Option<Instant>,
     idle_timeout: Duration,
     idle: Pin<Box<Sleep>>,
+    hard_stop: Pin<Box<WaitForCancellationFutureOwned>>,
     finished: bool,
 }
 
@@ -42,6 +47,7 @@ impl MeteredStream {
         status_code: u16,
         drop_usage_chunk: bool,
         idle_timeout: Duration,
+        hard_stop: CancellationToken,
     ) -> Self {
         metrics::gauge!("switchyard_streams_in_flight").increment(1.0);
         Self {
@@ -55,6 +61,7 @@ impl MeteredStream {
             first_byte: None,
             idle_timeout,
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            hard_stop: Box::pin(hard_stop.cancelled_owned()),
             finished: false,
         }
     }
@@ -62,16 +69,19 @@ impl MeteredStream {
     /// Splits `data` into complete events (forwarded, minus a dropped usage
     /// chunk) and an incomplete tail (kept for the next frame).
     fn process(&mut self, data: Bytes) -> Bytes {
-        let buffer = if self.pending.is_empty() {
-            data
+        // Only the new bytes (and the 2 before them) can complete the held event.
+        let (buffer, mut scan_from) = if self.pending.is_empty() {
+            (data, 0)
         } else {
+            let held = self.pending.len();
             self.pending.extend_from_slice(&data);
-            self.pending.split().freeze()
+            (self.pending.split().freeze(), held.saturating_sub(2))
         };
         let mut start = 0;
         let mut rebuilt: Option<BytesMut> = None;
         let mut copied_up_to = 0;
-        while let Some(length) = event_length(&buffer[start..]) {
+        while let Some(length) = event_length(&buffer[start..], scan_from) {
+            scan_from = 0;
             let end = start + length;
             if self.inspect_event(&buffer[start..end]) == Verdict::Drop {
                 let out = rebuilt.get_or_insert_with(|| BytesMut::with_capacity(buffer.len()));
@@ -156,6 +166,18 @@ impl Body for MeteredStream {
                         this.first_byte = Some(Instant::now());
                     }
                     let out = this.process(data);
+                    if this.pending.len() > MAX_EVENT_BYTES {
+                        tracing::warn!(
+                            bytes = this.pending.len(),
+                            "upstream sent an SSE event over the size limit"
+                        );
+                        this.finished = true;
+                        this.pending.clear();
+                        this.finish(Some("upstream_event_too_large"));
+                        let mut closing = BytesMut::from(&out[..]);
+                        closing.extend_from_slice(error_event("upstream_event_too_large"));
+                        return Poll::Ready(Some(Ok(Frame::data(closing.freeze()))));
+                    }
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
@@ -177,13 +199,17 @@ impl Body for MeteredStream {
                     };
                 }
                 Poll::Pending => {
+                    if this.hard_stop.as_mut().poll(cx).is_ready() {
+                        this.finished = true;
+                        this.finish(Some("server_shutting_down"));
+                        let event = Bytes::from_static(error_event("server_shutting_down"));
+                        return Poll::Ready(Some(Ok(Frame::data(event))));
+                    }
                     if this.idle.as_mut().poll(cx).is_ready() {
                         tracing::warn!(timeout = ?this.idle_timeout, "upstream stream went idle; closing it");
                         this.finished = true;
                         this.finish(Some("upstream_timeout"));
-                        let event = Bytes::from_static(
-                            b"data: {\"error\":{\"message\":\"upstream stopped sending\",\"type\":\"server_error\",\"code\":\"upstream_timeout\"}}\n\n",
-                        );
+                        let event = Bytes::from_static(error_event("upstream_timeout"));
                         return Poll::Ready(Some(Ok(Frame::data(event))));
                     }
                     return Poll::Pending;
@@ -204,9 +230,23 @@ impl Drop for MeteredStream {
     }
 }
 
-/// Length of the first complete event in `buffer` including its blank line.
-fn event_length(buffer: &[u8]) -> Option<usize> {
-    let mut index = 0;
+/// A final SSE event in OpenAI's error shape.
+fn error_event(code: &'static str) -> &'static [u8] {
+    match code {
+        "upstream_timeout" => {
+            b"data: {\"error\":{\"message\":\"upstream stopped sending\",\"type\":\"server_error\",\"code\":\"upstream_timeout\"}}\n\n"
+        }
+        "server_shutting_down" => {
+            b"data: {\"error\":{\"message\":\"the gateway is shutting down\",\"type\":\"server_error\",\"code\":\"server_shutting_down\"}}\n\n"
+        }
+        _ => b"data: {\"error\":{\"message\":\"upstream sent an event over 4 MiB\",\"type\":\"server_error\",\"code\":\"upstream_event_too_large\"}}\n\n",
+    }
+}
+
+/// Length of the first complete event in `buffer` including its blank line,
+/// looking for its end from byte `from` on.
+fn event_length(buffer: &[u8], from: usize) -> Option<usize> {
+    let mut index = from;
     while index < buffer.len() {
         if buffer[index] == b'\n' {
             match buffer.get(index + 1) {
@@ -279,9 +319,10 @@ mod tests {
 
     #[test]
     fn finds_event_boundaries() {
-        assert_eq!(event_length(b"data: x\n\ndata: y"), Some(9));
-        assert_eq!(event_length(b"data: x\r\n\r\n"), Some(11));
-        assert_eq!(event_length(b"data: x\n"), None);
+        assert_eq!(event_length(b"data: x\n\ndata: y", 0), Some(9));
+        assert_eq!(event_length(b"data: x\r\n\r\n", 0), Some(11));
+        assert_eq!(event_length(b"data: x\n", 0), None);
+        assert_eq!(event_length(b"data: x\n\n", 6), Some(9));
         assert_eq!(
             event_data(b"event: e\ndata: {\"a\":1}\n\n"),
             Some(&b"{\"a\":1}"[..])

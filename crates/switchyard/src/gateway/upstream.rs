@@ -21,6 +21,8 @@ pub enum UpstreamError {
     Unreachable(String),
     #[error("invalid upstream URL `{0}`")]
     BadUrl(String),
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
 }
 
 /// A pooled HTTP/1.1 and HTTP/2 client with TCP_NODELAY, plain or TLS.

@@ -47,6 +47,23 @@ impl Store {
         Ok(())
     }
 
+    /// Revokes every live token of a user except the one with `keep_hash`.
+    pub async fn revoke_other_tokens(
+        &self,
+        user_id: &str,
+        keep_hash: &[u8; 32],
+    ) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "UPDATE management_tokens SET revoked_at = $1 WHERE user_id = $2 AND token_hash <> $3 AND revoked_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(user_id)
+        .bind(hex_encode(keep_hash))
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
     /// Finds the user owning a live management token.
     pub async fn find_user_by_token_hash(
         &self,

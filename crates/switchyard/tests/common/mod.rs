@@ -63,6 +63,7 @@ pub struct Options {
     pub database_url: Option<String>,
     pub redis_url: Option<String>,
     pub secret_key: Option<String>,
+    pub shutdown_grace_seconds: Option<u64>,
 }
 
 impl TestServer {
@@ -85,6 +86,7 @@ impl TestServer {
             upstream_timeout_seconds: options.upstream_timeout_seconds,
             usage_flush_interval_ms: Some(options.flush_ms.unwrap_or(10)),
             redis_url: options.redis_url.clone(),
+            shutdown_grace_seconds: options.shutdown_grace_seconds,
             ..ServeArgs::default()
         };
         let config = Config::validate(
