@@ -58,6 +58,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
 async fn serve(args: switchyard::config::ServeArgs) -> anyhow::Result<()> {
     let config = Config::resolve(args)?;
     init_tracing(config.log_format);
+    let signal = shutdown_signal()?;
     let database = if config.database_url.is_some() {
         "postgresql"
     } else {
@@ -82,7 +83,7 @@ async fn serve(args: switchyard::config::ServeArgs) -> anyhow::Result<()> {
     );
     let shutdown = server.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signal.await;
         shutdown.cancel();
     });
     let totals = server.wait().await?;
@@ -90,25 +91,26 @@ async fn serve(args: switchyard::config::ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Listens for SIGTERM and SIGINT; created before the socket opens so an
+/// early signal still shuts down cleanly.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = ctrl_c => tracing::info!("SIGINT received"),
-                    _ = terminate.recv() => tracing::info!("SIGTERM received"),
-                }
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM received"),
+                _ = interrupt.recv() => tracing::info!("SIGINT received"),
             }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        Ok(async move {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 

@@ -9,16 +9,22 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
 use hyper::body::Incoming;
+use memchr::memmem::Finder;
 use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::metering::{estimate_tokens, extract_usage, Meter, Outcome, TokenUsage};
+use super::metering::{estimate_tokens, Meter, Outcome, TokenUsage};
+
+static USAGE_FIELD: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+static CONTENT_FIELD: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"content\":\""));
+static TEXT_FIELD: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"text\":\""));
 
 /// Largest single SSE event the relay holds while waiting for its end.
 const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
@@ -110,10 +116,10 @@ impl MeteredStream {
             return Verdict::Keep;
         }
         self.content_bytes += content_length_hint(data);
-        if contains(data, b"\"usage\"") {
-            if let Some(usage) = extract_usage(data) {
+        if USAGE_FIELD.find(data).is_some() {
+            if let Some((usage, empty_choices)) = usage_chunk(data) {
                 self.usage = Some(usage);
-                if self.drop_usage_chunk && has_empty_choices(data) {
+                if self.drop_usage_chunk && empty_choices {
                     return Verdict::Drop;
                 }
             }
@@ -246,18 +252,15 @@ fn error_event(code: &'static str) -> &'static [u8] {
 /// Length of the first complete event in `buffer` including its blank line,
 /// looking for its end from byte `from` on.
 fn event_length(buffer: &[u8], from: usize) -> Option<usize> {
-    let mut index = from;
-    while index < buffer.len() {
-        if buffer[index] == b'\n' {
-            match buffer.get(index + 1) {
-                Some(b'\n') => return Some(index + 2),
-                Some(b'\r') if buffer.get(index + 2) == Some(&b'\n') => return Some(index + 3),
-                _ => {}
-            }
+    let tail = buffer.get(from..)?;
+    memchr::memchr_iter(b'\n', tail).find_map(|index| {
+        let index = from + index;
+        match buffer.get(index + 1) {
+            Some(b'\n') => Some(index + 2),
+            Some(b'\r') if buffer.get(index + 2) == Some(&b'\n') => Some(index + 3),
+            _ => None,
         }
-        index += 1;
-    }
-    None
+    })
 }
 
 /// The payload of the event's `data:` line(s); multi-line data is rare in
@@ -270,31 +273,26 @@ fn event_data(event: &[u8]) -> Option<&[u8]> {
     })
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
-}
-
-fn has_empty_choices(data: &[u8]) -> bool {
+/// The usage of a chunk that reports one, and whether its `choices` is empty
+/// (the extra chunk `include_usage` adds), parsed in one pass.
+fn usage_chunk(data: &[u8]) -> Option<(TokenUsage, bool)> {
     #[derive(serde::Deserialize)]
-    struct Choices {
+    struct Chunk {
         choices: Option<Vec<serde::de::IgnoredAny>>,
+        usage: Option<TokenUsage>,
     }
-    serde_json::from_slice::<Choices>(data)
-        .ok()
-        .and_then(|parsed| parsed.choices)
-        .is_some_and(|choices| choices.is_empty())
+    let chunk: Chunk = serde_json::from_slice(data).ok()?;
+    Some((
+        chunk.usage?,
+        chunk.choices.is_some_and(|choices| choices.is_empty()),
+    ))
 }
 
 /// Rough size of generated text in a chunk, for estimating tokens.
 fn content_length_hint(data: &[u8]) -> usize {
-    for marker in [&b"\"content\":\""[..], &b"\"text\":\""[..]] {
-        if let Some(position) = data
-            .windows(marker.len())
-            .position(|window| window == marker)
-        {
-            let rest = &data[position + marker.len()..];
+    for marker in [&*CONTENT_FIELD, &*TEXT_FIELD] {
+        if let Some(position) = marker.find(data) {
+            let rest = &data[position + marker.needle().len()..];
             let mut length = 0;
             let mut escaped = false;
             for &byte in rest {
@@ -332,12 +330,19 @@ mod tests {
 
     #[test]
     fn recognises_usage_only_chunks() {
-        assert!(has_empty_choices(
-            br#"{"choices":[],"usage":{"prompt_tokens":1}}"#
-        ));
-        assert!(!has_empty_choices(
-            br#"{"choices":[{"delta":{}}],"usage":{"prompt_tokens":1}}"#
-        ));
+        let usage = TokenUsage {
+            prompt_tokens: 1,
+            completion_tokens: 0,
+        };
+        assert_eq!(
+            usage_chunk(br#"{"choices":[],"usage":{"prompt_tokens":1}}"#),
+            Some((usage, true))
+        );
+        assert_eq!(
+            usage_chunk(br#"{"choices":[{"delta":{}}],"usage":{"prompt_tokens":1}}"#),
+            Some((usage, false))
+        );
+        assert_eq!(usage_chunk(br#"{"choices":[],"usage":null}"#), None);
         assert_eq!(content_length_hint(br#"{"delta":{"content":"Hello"}}"#), 5);
         assert_eq!(content_length_hint(br#"{"delta":{"role":"assistant"}}"#), 0);
     }
