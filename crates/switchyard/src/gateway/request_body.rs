@@ -193,21 +193,24 @@ fn check_range(name: &str, raw: &RawValue, low: f64, high: f64) -> Result<(), Ht
     Ok(())
 }
 
+/// Checks the prompt-bearing field without building a DOM: chat messages are
+/// read as borrowed `role` strings (other fields skipped), prompts and inputs
+/// by their first character.
 fn check_prompt(operation: Operation, field: &str, text: &str) -> Result<(), HttpError> {
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|_| HttpError::invalid_field(field, "is not valid JSON"))?;
-    let valid = match (operation, &value) {
-        (Operation::Chat, serde_json::Value::Array(messages)) => {
-            !messages.is_empty()
-                && messages
-                    .iter()
-                    .all(|message| message.get("role").is_some_and(|role| role.is_string()))
+    #[derive(Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        #[expect(dead_code, reason = "only its presence and type are checked")]
+        role: Cow<'a, str>,
+    }
+    let valid = match operation {
+        Operation::Chat => serde_json::from_str::<Vec<Message<'_>>>(text)
+            .is_ok_and(|messages| !messages.is_empty()),
+        Operation::Completions | Operation::Embeddings => {
+            let trimmed = text.trim_start();
+            trimmed.starts_with('"')
+                || (trimmed.starts_with('[') && !trimmed[1..].trim_start().starts_with(']'))
         }
-        (Operation::Completions | Operation::Embeddings, serde_json::Value::String(_)) => true,
-        (Operation::Completions | Operation::Embeddings, serde_json::Value::Array(items)) => {
-            !items.is_empty()
-        }
-        _ => false,
     };
     if valid {
         Ok(())
@@ -365,6 +368,18 @@ mod tests {
         assert!(
             RequestBody::parse(br#"{"model":"m","input":"hello"}"#, Operation::Embeddings).is_ok()
         );
+        for (body, operation) in [
+            (
+                &br#"{"model":"m","messages":[{"content":"no role"}]}"#[..],
+                Operation::Chat,
+            ),
+            (br#"{"model":"m","messages":[{"role":1}]}"#, Operation::Chat),
+            (br#"{"model":"m","prompt":[ ]}"#, Operation::Completions),
+            (br#"{"model":"m","input":42}"#, Operation::Embeddings),
+        ] {
+            let error = RequestBody::parse(body, operation).err();
+            assert!(error.is_some(), "{}", String::from_utf8_lossy(body));
+        }
         assert!(
             RequestBody::parse(br#"{"model":"m","prompt":["a"]}"#, Operation::Completions).is_ok()
         );
