@@ -153,7 +153,7 @@ on_both_backends!(credits_402_and_exact_charges, |backend| async move {
     let (records, _) = server
         .state()
         .store
-        .list_usage(&endpoint_id, 10, 0)
+        .list_usage(&user_id, &endpoint_id, 10, 0)
         .await
         .unwrap();
     let outcome = server
@@ -751,7 +751,10 @@ on_both_backends!(cut_requests_are_still_metered, |backend| async move {
             .await
             .unwrap(),
     };
-    let (records, _) = reopened.list_usage(&held_id, 10, 0).await.unwrap();
+    let (records, _) = reopened
+        .list_usage(&tenant.user_id, &held_id, 10, 0)
+        .await
+        .unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(
         records[0].error_code.as_deref(),

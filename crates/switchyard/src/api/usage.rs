@@ -44,7 +44,10 @@ pub async fn endpoint_usage(
 ) -> Result<Json<Value>, HttpError> {
     let (period, since) = period_start(query.period.as_deref())?;
     owned_endpoint(&state, &user.id, &endpoint_id).await?;
-    let summary = state.store.usage_summary(&endpoint_id, since).await?;
+    let summary = state
+        .store
+        .usage_summary(&user.id, &endpoint_id, since)
+        .await?;
     Ok(Json(json!({
         "endpoint_id": endpoint_id,
         "period": period,
@@ -81,7 +84,10 @@ pub async fn detailed_usage(
 ) -> Result<Json<Value>, HttpError> {
     let (page, limit, offset) = pagination(query.page, query.limit)?;
     owned_endpoint(&state, &user.id, &endpoint_id).await?;
-    let (records, total) = state.store.list_usage(&endpoint_id, limit, offset).await?;
+    let (records, total) = state
+        .store
+        .list_usage(&user.id, &endpoint_id, limit, offset)
+        .await?;
     Ok(Json(json!({
         "data": records.iter().map(views::usage_record).collect::<Vec<_>>(),
         "page": page,

@@ -115,17 +115,19 @@ impl Store {
         })
     }
 
-    /// Summarises an endpoint's usage since `since_ms`.
+    /// Summarises the usage of one of the user's endpoints since `since_ms`.
     pub async fn usage_summary(
         &self,
+        user_id: &str,
         endpoint_id: &str,
         since_ms: i64,
     ) -> Result<UsageSummary, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {SUMS} FROM usage_records WHERE endpoint_id = $1 AND created_at >= $2"
+            "SELECT {SUMS} FROM usage_records WHERE endpoint_id = $1 AND created_at >= $2 AND user_id = $3"
         ))
         .bind(endpoint_id)
         .bind(since_ms)
+        .bind(user_id)
         .fetch_one(&self.pool)
         .await?;
         let requests: i64 = row.try_get("requests")?;
@@ -140,13 +142,13 @@ impl Store {
         };
         if requests > 0 {
             summary.latency_p50_ms = self
-                .latency_percentile(endpoint_id, since_ms, requests, 50)
+                .latency_percentile(user_id, endpoint_id, since_ms, requests, 50)
                 .await?;
             summary.latency_p95_ms = self
-                .latency_percentile(endpoint_id, since_ms, requests, 95)
+                .latency_percentile(user_id, endpoint_id, since_ms, requests, 95)
                 .await?;
             summary.latency_p99_ms = self
-                .latency_percentile(endpoint_id, since_ms, requests, 99)
+                .latency_percentile(user_id, endpoint_id, since_ms, requests, 99)
                 .await?;
         }
         Ok(summary)
@@ -155,6 +157,7 @@ impl Store {
     /// Nearest-rank percentile of latency.
     async fn latency_percentile(
         &self,
+        user_id: &str,
         endpoint_id: &str,
         since_ms: i64,
         count: i64,
@@ -164,37 +167,43 @@ impl Store {
         let offset = (rank - 1).clamp(0, count - 1);
         let value: Option<i64> = sqlx::query_scalar(
             "SELECT latency_ms FROM usage_records WHERE endpoint_id = $1 AND created_at >= $2 \
-             ORDER BY latency_ms LIMIT 1 OFFSET $3",
+             AND user_id = $4 ORDER BY latency_ms LIMIT 1 OFFSET $3",
         )
         .bind(endpoint_id)
         .bind(since_ms)
         .bind(offset)
+        .bind(user_id)
         .fetch_optional(&self.pool)
         .await?;
         Ok(value.unwrap_or(0))
     }
 
-    /// Lists an endpoint's usage records, newest first.
+    /// Lists the usage records of one of the user's endpoints, newest first.
     pub async fn list_usage(
         &self,
+        user_id: &str,
         endpoint_id: &str,
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<UsageRecord>, i64), StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {} FROM usage_records WHERE endpoint_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+            "SELECT {} FROM usage_records WHERE endpoint_id = $1 AND user_id = $4 \
+             ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
             rows::USAGE_COLUMNS
         ))
         .bind(endpoint_id)
         .bind(limit)
         .bind(offset)
+        .bind(user_id)
         .fetch_all(&self.pool)
         .await?;
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM usage_records WHERE endpoint_id = $1")
-                .bind(endpoint_id)
-                .fetch_one(&self.pool)
-                .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM usage_records WHERE endpoint_id = $1 AND user_id = $2",
+        )
+        .bind(endpoint_id)
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?;
         let records = rows
             .iter()
             .map(rows::usage)
