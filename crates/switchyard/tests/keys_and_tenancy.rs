@@ -408,3 +408,32 @@ on_both_backends!(endpoint_crud_and_validation, |backend| async move {
         .await;
     assert_eq!(status, 201);
 });
+
+on_both_backends!(concurrent_patches_keep_both_changes, |backend| async move {
+    let upstream = FakeUpstream::start().await;
+    let server = TestServer::start(backend).await;
+    let tenant = server.tenant("racer", &upstream.url("v1")).await;
+    let path = format!("/api/v1/endpoints/{}", tenant.endpoint_id);
+    for round in 0..5_i64 {
+        let description = server.call(
+            Method::PATCH,
+            &path,
+            &tenant.token,
+            Some(json!({"description": format!("round {round}")})),
+        );
+        let timeout = server.call(
+            Method::PATCH,
+            &path,
+            &tenant.token,
+            Some(json!({"idle_timeout_seconds": 100 + round})),
+        );
+        let ((first, _), (second, _)) = tokio::join!(description, timeout);
+        assert_eq!((first, second), (200, 200));
+        let (_, endpoint) = server.get(&path, &tenant.token).await;
+        assert_eq!(
+            endpoint["endpoint"]["description"],
+            format!("round {round}")
+        );
+        assert_eq!(endpoint["endpoint"]["idle_timeout_seconds"], 100 + round);
+    }
+});

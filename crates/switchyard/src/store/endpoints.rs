@@ -186,43 +186,52 @@ impl Store {
         endpoint_id: &str,
         patch: EndpointPatch,
     ) -> Result<Endpoint, StoreError> {
-        let mut endpoint = self.get_endpoint(user_id, endpoint_id).await?;
-        patch.apply(&mut endpoint);
-        endpoint.updated_at = now_ms();
-        let result = sqlx::query(
-            "UPDATE endpoints SET name = $1, description = $2, status = $3, min_workers = $4, max_workers = $5, \
-             idle_timeout_seconds = $6, gpu_type = $7, timeout_seconds = $8, upstream_base_url = $9, \
-             upstream_model = $10, upstream_key_encrypted = $11, price_input_nanos_per_1k = $12, \
-             price_output_nanos_per_1k = $13, price_compute_nanos_per_second = $14, error_message = $15, \
-             updated_at = $16 WHERE id = $17 AND user_id = $18 AND deleted_at IS NULL",
-        )
-        .bind(&endpoint.name)
-        .bind(&endpoint.description)
-        .bind(endpoint.status.as_str())
-        .bind(endpoint.min_workers)
-        .bind(endpoint.max_workers)
-        .bind(endpoint.idle_timeout_seconds)
-        .bind(&endpoint.gpu_type)
-        .bind(endpoint.timeout_seconds)
-        .bind(&endpoint.upstream_base_url)
-        .bind(&endpoint.upstream_model)
-        .bind(&endpoint.upstream_key_encrypted)
-        .bind(endpoint.pricing.input_nanos_per_1k)
-        .bind(endpoint.pricing.output_nanos_per_1k)
-        .bind(endpoint.pricing.compute_nanos_per_second)
-        .bind(&endpoint.error_message)
-        .bind(endpoint.updated_at)
-        .bind(endpoint_id)
-        .bind(user_id)
-        .execute(&self.pool)
-        .await
-        .map_err(|error| {
-            StoreError::from_write(error, &format!("an endpoint named `{}` already exists", endpoint.name))
-        })?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+        // Optimistic concurrency: the write applies only if nobody changed the
+        // row since it was read (same `updated_at`); otherwise read and retry,
+        // so two concurrent PATCHes of different fields both survive.
+        for _ in 0..5 {
+            let mut endpoint = self.get_endpoint(user_id, endpoint_id).await?;
+            let read_at = endpoint.updated_at;
+            patch.clone().apply(&mut endpoint);
+            endpoint.updated_at = now_ms().max(read_at + 1);
+            let result = sqlx::query(
+                "UPDATE endpoints SET name = $1, description = $2, status = $3, min_workers = $4, max_workers = $5, \
+                 idle_timeout_seconds = $6, gpu_type = $7, timeout_seconds = $8, upstream_base_url = $9, \
+                 upstream_model = $10, upstream_key_encrypted = $11, price_input_nanos_per_1k = $12, \
+                 price_output_nanos_per_1k = $13, price_compute_nanos_per_second = $14, error_message = $15, \
+                 updated_at = $16 WHERE id = $17 AND user_id = $18 AND deleted_at IS NULL AND updated_at = $19",
+            )
+            .bind(&endpoint.name)
+            .bind(&endpoint.description)
+            .bind(endpoint.status.as_str())
+            .bind(endpoint.min_workers)
+            .bind(endpoint.max_workers)
+            .bind(endpoint.idle_timeout_seconds)
+            .bind(&endpoint.gpu_type)
+            .bind(endpoint.timeout_seconds)
+            .bind(&endpoint.upstream_base_url)
+            .bind(&endpoint.upstream_model)
+            .bind(&endpoint.upstream_key_encrypted)
+            .bind(endpoint.pricing.input_nanos_per_1k)
+            .bind(endpoint.pricing.output_nanos_per_1k)
+            .bind(endpoint.pricing.compute_nanos_per_second)
+            .bind(&endpoint.error_message)
+            .bind(endpoint.updated_at)
+            .bind(endpoint_id)
+            .bind(user_id)
+            .bind(read_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|error| {
+                StoreError::from_write(error, &format!("an endpoint named `{}` already exists", endpoint.name))
+            })?;
+            if result.rows_affected() == 1 {
+                return Ok(endpoint);
+            }
         }
-        Ok(endpoint)
+        Err(StoreError::Conflict(
+            "the endpoint is being changed concurrently; retry".to_owned(),
+        ))
     }
 
     /// Terminates one of the user's endpoints: marks it deleted and revokes its keys.
