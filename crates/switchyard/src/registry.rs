@@ -38,8 +38,6 @@ impl KeyRuntime {
 #[derive(Debug)]
 pub struct EndpointRuntime {
     pub endpoint: Endpoint,
-    /// Base URL without a trailing slash, e.g. `http://127.0.0.1:8000/v1`.
-    pub base_url: String,
     /// Parsed upstream URLs of `/chat/completions`, `/completions`, `/embeddings`.
     pub chat_url: Option<http::Uri>,
     pub completions_url: Option<http::Uri>,
@@ -146,11 +144,6 @@ impl Registry {
         };
         registry.reload().await?;
         Ok(registry)
-    }
-
-    /// The current snapshot (a cheap pointer load).
-    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
-        self.current.load()
     }
 
     /// Finds the route for a key hash.
@@ -267,14 +260,13 @@ impl Registry {
             ),
             _ => (0, 0),
         };
-        let base_url = endpoint.upstream_base_url.trim_end_matches('/').to_owned();
+        let base_url = endpoint.upstream_base_url.trim_end_matches('/');
         let url = |path: &str| format!("{base_url}{path}").parse::<http::Uri>().ok();
         EndpointRuntime {
             metrics: EndpointMetrics::register(&endpoint.id),
             chat_url: url("/chat/completions"),
             completions_url: url("/completions"),
             embeddings_url: url("/embeddings"),
-            base_url,
             upstream_authorization,
             tariff: Tariff {
                 compute_nanos_per_second: compute,

@@ -107,11 +107,6 @@ impl Store {
         Ok(Self { pool, backend })
     }
 
-    /// The database this store uses.
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
