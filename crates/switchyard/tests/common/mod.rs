@@ -200,15 +200,18 @@ impl TestServer {
         name: &str,
         base_url: &str,
     ) -> (String, String) {
-        let (status, body) = self
-            .post(
-                "/api/v1/endpoints",
-                token,
-                json!({"name": name, "modality": "llm", "provider": "external",
-                       "upstream": {"base_url": base_url, "api": "openai", "api_key": "upstream-secret"},
-                       "key": {"name": "first", "rate_limit_per_minute": 1000, "rate_limit_per_day": 100000}}),
-            )
-            .await;
+        self.register_endpoint(
+            token,
+            json!({"name": name, "modality": "llm", "provider": "external",
+                   "upstream": {"base_url": base_url, "api": "openai", "api_key": "upstream-secret"},
+                   "key": {"name": "first", "rate_limit_per_minute": 1000, "rate_limit_per_day": 100000}}),
+        )
+        .await
+    }
+
+    /// Posts an endpoint definition and returns (endpoint id, first API key).
+    async fn register_endpoint(&self, token: &str, definition: Value) -> (String, String) {
+        let (status, body) = self.post("/api/v1/endpoints", token, definition).await;
         assert_eq!(status, 201, "{body}");
         (
             body["endpoint"]["id"].as_str().unwrap().to_owned(),
@@ -262,17 +265,10 @@ impl TestServer {
         name: &str,
         base_url: &str,
     ) -> (String, String) {
-        let (status, body) = self
-            .post(
-                "/api/v1/endpoints",
-                token,
-                json!({"name": name, "modality": "llm", "upstream": {"base_url": base_url, "model": fake_upstream::UPSTREAM_MODEL}}),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        (
-            body["endpoint"]["id"].as_str().unwrap().to_owned(),
-            body["api_key"].as_str().unwrap().to_owned(),
+        self.register_endpoint(
+            token,
+            json!({"name": name, "modality": "llm", "upstream": {"base_url": base_url, "model": fake_upstream::UPSTREAM_MODEL}}),
         )
+        .await
     }
 }
