@@ -28,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway, the management API and the background workers.
     Serve(ServeArgs),
+    /// Recommend a provider and GPU for a model, offline, from the price table.
+    Recommend(crate::cli::recommend::RecommendArgs),
 }
 
 /// Log output format.

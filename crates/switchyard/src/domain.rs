@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         pub enum $name { $(#[serde(rename = $text)] $variant),+ }
 
         impl $name {
@@ -37,6 +37,8 @@ macro_rules! wire_enum {
         }
     };
 }
+
+pub(crate) use wire_enum;
 
 wire_enum!(
     /// What kind of model an endpoint serves.
@@ -68,7 +70,7 @@ wire_enum!(
 
 wire_enum!(
     /// The wire protocol of an endpoint's upstream.
-    UpstreamApi { OpenAi => "openai" }
+    UpstreamApi { OpenAi => "openai", Replicate => "replicate" }
 );
 
 wire_enum!(

@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the map of these modules and the request path.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod ratelimit;
 pub mod recorder;
 pub mod registry;
 pub mod secrets;
+pub mod selector;
 pub mod server;
 pub mod shared_limits;
 pub mod state;

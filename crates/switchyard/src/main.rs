@@ -52,6 +52,18 @@ async fn run(cli: Cli) -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         },
+        Command::Recommend(args) => exit_code(switchyard::cli::recommend::run(&args)),
+    }
+}
+
+/// Exit status of a client command; errors go to stderr.
+fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "switchyard: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! The dated GPU price table shipped with the binary (`data/pricing-*.toml`).
+//! The dated GPU price table shipped with the binary (`data/pricing-*.toml`):
+//! per-second GPU prices by provider, cold-start figures and provider facts.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,8 @@ pub enum PricingError {
     Parse(#[from] toml::de::Error),
     #[error("price table has a bad amount: {0}")]
     Amount(#[from] DecimalError),
+    #[error("price table is inconsistent: {0}")]
+    Inconsistent(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -24,6 +27,8 @@ pub enum PricingError {
 struct RawPriceTable {
     effective_date: String,
     cold_start_ms: BTreeMap<String, ColdStart>,
+    #[serde(default)]
+    provider: BTreeMap<String, ProviderFacts>,
     gpu: Vec<RawGpu>,
 }
 
@@ -32,9 +37,9 @@ struct RawPriceTable {
 struct RawGpu {
     name: String,
     vram_gb: u32,
-    runpod_serverless_per_second: Option<String>,
     runpod_pod_per_hour: Option<String>,
-    modal_per_second: Option<String>,
+    #[serde(default)]
+    per_second: BTreeMap<String, String>,
 }
 
 /// Cold start figures of one provider in milliseconds.
@@ -46,14 +51,28 @@ pub struct ColdStart {
     pub p99: u64,
 }
 
+/// What the table says about a provider besides prices.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderFacts {
+    /// Date of the provider's figures.
+    pub as_of: String,
+    /// Where the figures come from.
+    pub source: String,
+    /// Whether idle workers cost nothing (otherwise one replica always runs).
+    pub scale_to_zero: bool,
+    /// Most GPUs one worker may have.
+    pub max_gpus_per_worker: u32,
+}
+
 /// One GPU type and its prices in nano-dollars.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GpuPrice {
     pub name: String,
     pub vram_gb: u32,
-    pub runpod_serverless_nanos_per_second: Option<i64>,
     pub runpod_pod_nanos_per_hour: Option<i64>,
-    pub modal_nanos_per_second: Option<i64>,
+    /// Per-second price by provider name (`runpod`, `modal`, ...).
+    pub nanos_per_second: BTreeMap<String, i64>,
 }
 
 /// The validated price table.
@@ -61,6 +80,7 @@ pub struct GpuPrice {
 pub struct PriceTable {
     pub effective_date: String,
     pub cold_start_ms: BTreeMap<String, ColdStart>,
+    pub providers: BTreeMap<String, ProviderFacts>,
     pub gpus: Vec<GpuPrice>,
 }
 
@@ -73,24 +93,33 @@ impl PriceTable {
     /// Parses a price table from TOML text.
     pub fn parse(text: &str) -> Result<Self, PricingError> {
         let raw: RawPriceTable = toml::from_str(text)?;
-        let parse_optional = |value: &Option<String>| -> Result<Option<i64>, DecimalError> {
-            value.as_deref().map(parse_usd_to_nanos).transpose()
-        };
         let mut gpus = Vec::with_capacity(raw.gpu.len());
         for gpu in &raw.gpu {
+            let mut nanos_per_second = BTreeMap::new();
+            for (provider, amount) in &gpu.per_second {
+                if !raw.cold_start_ms.contains_key(provider) {
+                    return Err(PricingError::Inconsistent(format!(
+                        "GPU {} has a {provider} price but {provider} has no cold_start_ms",
+                        gpu.name
+                    )));
+                }
+                nanos_per_second.insert(provider.clone(), parse_usd_to_nanos(amount)?);
+            }
             gpus.push(GpuPrice {
                 name: gpu.name.clone(),
                 vram_gb: gpu.vram_gb,
-                runpod_serverless_nanos_per_second: parse_optional(
-                    &gpu.runpod_serverless_per_second,
-                )?,
-                runpod_pod_nanos_per_hour: parse_optional(&gpu.runpod_pod_per_hour)?,
-                modal_nanos_per_second: parse_optional(&gpu.modal_per_second)?,
+                runpod_pod_nanos_per_hour: gpu
+                    .runpod_pod_per_hour
+                    .as_deref()
+                    .map(parse_usd_to_nanos)
+                    .transpose()?,
+                nanos_per_second,
             });
         }
         Ok(Self {
             effective_date: raw.effective_date,
             cold_start_ms: raw.cold_start_ms,
+            providers: raw.provider,
             gpus,
         })
     }
@@ -102,14 +131,21 @@ impl PriceTable {
             .find(|gpu| gpu.name.eq_ignore_ascii_case(name))
     }
 
-    /// Returns the per-second price of a GPU on a serverless provider, if it is offered there.
+    /// Returns the per-second price of a GPU on a provider, if it is offered there.
     pub fn compute_nanos_per_second(&self, provider: &str, gpu_type: &str) -> Option<i64> {
-        let gpu = self.gpu(gpu_type)?;
-        match provider {
-            "runpod" => gpu.runpod_serverless_nanos_per_second,
-            "modal" => gpu.modal_nanos_per_second,
-            _ => None,
-        }
+        self.gpu(gpu_type)?.nanos_per_second.get(provider).copied()
+    }
+
+    /// Whether idle workers of the provider cost nothing (unknown providers: yes).
+    pub fn scales_to_zero(&self, provider: &str) -> bool {
+        self.providers
+            .get(provider)
+            .is_none_or(|facts| facts.scale_to_zero)
+    }
+
+    /// The GPU names, in table order.
+    pub fn gpu_names(&self) -> Vec<&str> {
+        self.gpus.iter().map(|gpu| gpu.name.as_str()).collect()
     }
 }
 
@@ -121,9 +157,8 @@ mod tests {
     fn embedded_table_has_the_january_2026_gpus() {
         let table = PriceTable::embedded().unwrap();
         assert_eq!(table.effective_date, "2026-01-01");
-        let names: Vec<&str> = table.gpus.iter().map(|gpu| gpu.name.as_str()).collect();
         assert_eq!(
-            names,
+            table.gpu_names(),
             [
                 "T4",
                 "L4",
@@ -142,14 +177,22 @@ mod tests {
         );
         assert_eq!(table.compute_nanos_per_second("modal", "RTX4090"), None);
         assert_eq!(table.cold_start_ms["runpod"].p95, 6000);
+        assert!(table.scales_to_zero("runpod"));
+        assert!(!table.scales_to_zero("together"));
+        assert_eq!(table.providers["huggingface"].as_of, "2026-05-19");
     }
 
     #[test]
-    fn rejects_bad_amounts() {
-        let text = "effective_date='x'\n[cold_start_ms]\n[[gpu]]\nname='T4'\nvram_gb=16\nmodal_per_second='abc'\n";
+    fn rejects_bad_amounts_and_unknown_providers() {
+        let text = "effective_date='x'\n[cold_start_ms.modal]\np50=1\np95=2\np99=3\n[[gpu]]\nname='T4'\nvram_gb=16\n[gpu.per_second]\nmodal='abc'\n";
         assert!(matches!(
             PriceTable::parse(text),
             Err(PricingError::Amount(_))
+        ));
+        let text = "effective_date='x'\n[cold_start_ms]\n[[gpu]]\nname='T4'\nvram_gb=16\n[gpu.per_second]\nacme='0.1'\n";
+        assert!(matches!(
+            PriceTable::parse(text),
+            Err(PricingError::Inconsistent(_))
         ));
     }
 }
