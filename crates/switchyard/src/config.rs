@@ -10,6 +10,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::money::parse_usd_to_nanos;
+use crate::providers::ProvidersConfig;
 
 /// Command line of the `switchyard` binary.
 #[derive(Debug, Parser)]
@@ -83,6 +84,18 @@ pub struct ServeArgs {
     /// Log format [default: text].
     #[arg(long, env = "SWITCHYARD_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// How often a deploying resource's status is read, in ms [default: 5000].
+    #[arg(long, env = "SWITCHYARD_DEPLOY_POLL_INTERVAL_MS")]
+    pub deploy_poll_interval_ms: Option<u64>,
+    /// Seconds a resource may take to become ready before the next option is tried [default: 1800].
+    #[arg(long, env = "SWITCHYARD_DEPLOY_READY_TIMEOUT_SECONDS")]
+    pub deploy_ready_timeout_seconds: Option<u64>,
+    /// Seconds a deploy job's lease lasts; a crashed server's jobs are resumed after it [default: 30].
+    #[arg(long, env = "SWITCHYARD_JOB_LEASE_SECONDS")]
+    pub job_lease_seconds: Option<u64>,
+    /// Seconds between two reconciliations of provider resources [default: 300].
+    #[arg(long, env = "SWITCHYARD_RECONCILE_INTERVAL_SECONDS")]
+    pub reconcile_interval_seconds: Option<u64>,
     /// Path of a TOML config file [default: ./switchyard.toml when present].
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     #[serde(skip)]
@@ -124,6 +137,14 @@ pub struct Config {
     pub log_format: LogFormat,
     pub admin_token: Option<String>,
     pub secret_key: Option<String>,
+    /// Provider credentials and base URLs (from the environment).
+    pub providers: ProvidersConfig,
+    pub deploy_poll_interval: Duration,
+    pub deploy_ready_timeout: Duration,
+    pub job_lease: Duration,
+    pub reconcile_interval: Duration,
+    /// `SWITCHYARD_TRAINING_WEBHOOK_SECRET`: HMAC key of the training-complete webhook.
+    pub training_webhook_secret: Option<String>,
 }
 
 impl Config {
@@ -159,13 +180,26 @@ impl Config {
                 .or(file.usage_flush_interval_ms),
             shutdown_grace_seconds: args.shutdown_grace_seconds.or(file.shutdown_grace_seconds),
             log_format: args.log_format.or(file.log_format),
+            deploy_poll_interval_ms: args
+                .deploy_poll_interval_ms
+                .or(file.deploy_poll_interval_ms),
+            deploy_ready_timeout_seconds: args
+                .deploy_ready_timeout_seconds
+                .or(file.deploy_ready_timeout_seconds),
+            job_lease_seconds: args.job_lease_seconds.or(file.job_lease_seconds),
+            reconcile_interval_seconds: args
+                .reconcile_interval_seconds
+                .or(file.reconcile_interval_seconds),
             config: None,
         };
-        Self::validate(
+        let mut config = Self::validate(
             merged,
             env_secret("SWITCHYARD_ADMIN_TOKEN"),
             env_secret("SWITCHYARD_SECRET_KEY"),
-        )
+        )?;
+        config.providers = ProvidersConfig::from_process_env(&config.data_dir);
+        config.training_webhook_secret = env_secret("SWITCHYARD_TRAINING_WEBHOOK_SECRET");
+        Ok(config)
     }
 
     /// Applies defaults and checks ranges.
@@ -218,13 +252,33 @@ impl Config {
                 return Err(invalid("redis_url must start with redis:// or rediss://"));
             }
         }
+        let data_dir = args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("switchyard-data"));
         Ok(Self {
+            providers: ProvidersConfig::from_env(|_| None, &data_dir),
+            deploy_poll_interval: Duration::from_millis(
+                args.deploy_poll_interval_ms
+                    .unwrap_or(5000)
+                    .clamp(10, 600_000),
+            ),
+            deploy_ready_timeout: seconds(
+                args.deploy_ready_timeout_seconds,
+                1800,
+                "deploy_ready_timeout_seconds",
+            )?,
+            job_lease: seconds(args.job_lease_seconds, 30, "job_lease_seconds")?,
+            reconcile_interval: seconds(
+                args.reconcile_interval_seconds,
+                300,
+                "reconcile_interval_seconds",
+            )?,
+            training_webhook_secret: None,
             listen: args
                 .listen
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-            data_dir: args
-                .data_dir
-                .unwrap_or_else(|| PathBuf::from("switchyard-data")),
+            data_dir,
             database_url: args.database_url,
             redis_url: args.redis_url,
             public_url: args

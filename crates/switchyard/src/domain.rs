@@ -1,8 +1,6 @@
 //! Domain types: users, endpoints, API keys, usage records and ledger entries.
 //! No IO here; the store maps these to rows and the API maps them to JSON.
 
-use serde::{Deserialize, Serialize};
-
 /// Declares a string enum with its wire names, parsing and display.
 macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
@@ -146,6 +144,12 @@ pub struct Endpoint {
     pub upstream_key_encrypted: Option<String>,
     pub timeout_seconds: Option<i64>,
     pub pricing: EndpointPricing,
+    /// The provider resource serving the endpoint (`ProviderResource` as JSON).
+    pub provider_resource: Option<String>,
+    /// Extra upstream headers (credentials), encrypted JSON; never serialised.
+    pub upstream_headers_encrypted: Option<String>,
+    /// The training job that produced the model, for idempotent auto-deploys.
+    pub training_job_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -193,6 +197,61 @@ pub struct UsageRecord {
     pub error_code: Option<String>,
     pub streamed: bool,
     pub created_at: i64,
+}
+
+wire_enum!(
+    /// What a deploy job does.
+    JobKind { Deploy => "deploy", Redeploy => "redeploy", Terminate => "terminate" }
+);
+
+wire_enum!(
+    /// Where a deploy job is.
+    JobState { Queued => "queued", Running => "running", Succeeded => "succeeded", Failed => "failed" }
+);
+
+wire_enum!(
+    /// The stage a deploy job reports as progress.
+    JobStage {
+        Queued => "queued",
+        Analyzing => "analyzing",
+        Selecting => "selecting",
+        Provisioning => "provisioning",
+        WaitingReady => "waiting_ready",
+        IssuingKey => "issuing_key",
+        Ready => "ready",
+        CleaningUp => "cleaning_up",
+        Terminated => "terminated",
+        Failed => "failed",
+    }
+);
+
+/// A durable control-plane job: it survives restarts and is resumed from its stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployJob {
+    pub id: String,
+    pub endpoint_id: String,
+    pub user_id: String,
+    pub kind: JobKind,
+    pub state: JobState,
+    pub stage: JobStage,
+    pub progress: i64,
+    /// The request as given (JSON).
+    pub request: String,
+    /// Analysis and the ranked options, once chosen (JSON).
+    pub plan: Option<String>,
+    /// The provider resource the job holds (JSON).
+    pub resource: Option<String>,
+    /// Options tried and why they failed (JSON array).
+    pub attempts: String,
+    pub key_id: Option<String>,
+    /// The new key, encrypted, until it has been delivered once.
+    pub key_secret_encrypted: Option<String>,
+    pub error: Option<String>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
 }
 
 /// One append-only entry of the credit ledger.

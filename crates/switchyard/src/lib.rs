@@ -5,11 +5,14 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod deploy;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod gateway;
 pub mod money;
 pub mod pricing;
+pub mod providers;
 pub mod ratelimit;
 pub mod recorder;
 pub mod registry;

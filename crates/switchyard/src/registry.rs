@@ -44,6 +44,8 @@ pub struct EndpointRuntime {
     pub embeddings_url: Option<http::Uri>,
     /// `Authorization` header for the upstream, decrypted once at load time.
     pub upstream_authorization: Option<HeaderValue>,
+    /// Other credential headers of the upstream (e.g. Modal's proxy auth), decrypted once.
+    pub upstream_headers: Vec<(http::HeaderName, HeaderValue)>,
     pub tariff: Tariff,
     pub metrics: EndpointMetrics,
 }
@@ -240,6 +242,25 @@ impl Registry {
                 value.set_sensitive(true);
                 value
             });
+        let upstream_headers = endpoint
+            .upstream_headers_encrypted
+            .as_deref()
+            .and_then(|sealed| match self.secrets.decrypt(sealed) {
+                Ok(text) => serde_json::from_str::<Vec<(String, String)>>(&text).ok(),
+                Err(error) => {
+                    tracing::error!(endpoint_id = %endpoint.id, %error, "cannot decrypt the upstream headers");
+                    None
+                }
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
+                let mut value = HeaderValue::from_str(&value).ok()?;
+                value.set_sensitive(true);
+                Some((name, value))
+            })
+            .collect();
         let compute = endpoint
             .pricing
             .compute_nanos_per_second
@@ -268,6 +289,7 @@ impl Registry {
             completions_url: url("/completions"),
             embeddings_url: url("/embeddings"),
             upstream_authorization,
+            upstream_headers,
             tariff: Tariff {
                 compute_nanos_per_second: compute,
                 input_nanos_per_1k: input,

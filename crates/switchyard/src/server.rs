@@ -17,9 +17,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::deploy::hub::HubClient;
+use crate::deploy::{DeploySettings, Deployer};
 use crate::error::HttpError;
+use crate::events::EventBus;
 use crate::gateway::upstream::UpstreamClient;
 use crate::pricing::PriceTable;
+use crate::providers::http::management_client;
+use crate::providers::Providers;
 use crate::recorder::{self, RecorderTotals};
 use crate::registry::Registry;
 use crate::secrets::Secrets;
@@ -73,13 +78,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let generated_admin_token =
         bootstrap_admin(&store, &secrets, config.admin_token.as_deref()).await?;
     let pricing = Arc::new(PriceTable::embedded()?);
-    let registry = Registry::load(
-        store.clone(),
-        secrets.clone(),
-        pricing.clone(),
-        config.markup_basis_points,
-    )
-    .await?;
+    let registry = Arc::new(
+        Registry::load(
+            store.clone(),
+            secrets.clone(),
+            pricing.clone(),
+            config.markup_basis_points,
+        )
+        .await?,
+    );
 
     let shared_limits = match &config.redis_url {
         Some(url) => Some(
@@ -102,9 +109,39 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         config.usage_flush_interval,
         recorder_shutdown.clone(),
     );
+    let providers = Providers::from_config(&config.providers);
+    let events = Arc::new(EventBus::new());
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let deployer = Arc::new(Deployer::new(
+        store.clone(),
+        providers.clone(),
+        registry.clone(),
+        secrets.clone(),
+        pricing.clone(),
+        HubClient::new(config.providers.hub.clone(), management_client()),
+        events.clone(),
+        DeploySettings {
+            poll_interval: config.deploy_poll_interval,
+            ready_timeout: config.deploy_ready_timeout,
+            lease: config.job_lease,
+            scan_interval: std::time::Duration::from_secs(2).min(config.deploy_poll_interval * 10),
+            reconcile_interval: config.reconcile_interval,
+            training_webhook_secret: config.training_webhook_secret.clone(),
+            markup_basis_points: config.markup_basis_points,
+            public_url,
+        },
+    ));
+    let deployer_shutdown = CancellationToken::new();
+    let deployer_task = tokio::spawn(deployer.clone().run(deployer_shutdown.clone()));
     let state: SharedState = Arc::new(AppState {
         store: store.clone(),
         registry,
+        deployer,
+        providers,
+        events,
         secrets,
         pricing,
         usage,
@@ -149,6 +186,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             .with_graceful_shutdown(async move { drain_signal.cancelled().await });
         let server = std::pin::pin!(server.into_future());
         run_until_shutdown(server, serve_shutdown, drain, hard_stop, grace).await;
+        // Deploy jobs stop at their next step; they resume on the next start.
+        deployer_shutdown.cancel();
+        if tokio::time::timeout(std::time::Duration::from_secs(5), deployer_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("deploy jobs still running at shutdown; they resume on the next start");
+        }
         // Wait for the records of requests that ended as the server stopped.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         while usage_sink.in_flight() > 0 && tokio::time::Instant::now() < deadline {

@@ -26,7 +26,11 @@ pub struct RuntimeSettings {
 /// Everything a handler can reach.
 pub struct AppState {
     pub store: Store,
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
+    /// The control plane (deploy jobs, reconcile loop).
+    pub deployer: Arc<crate::deploy::Deployer>,
+    pub providers: crate::providers::Providers,
+    pub events: Arc<crate::events::EventBus>,
     pub secrets: Arc<Secrets>,
     pub pricing: Arc<PriceTable>,
     pub usage: UsageSink,

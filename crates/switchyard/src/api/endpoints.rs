@@ -168,6 +168,9 @@ pub async fn create_endpoint(
         upstream_key_encrypted: api_key.as_deref().map(|key| state.secrets.encrypt(key)),
         timeout_seconds,
         pricing,
+        provider_resource: None,
+        upstream_headers_encrypted: None,
+        training_job_id: None,
         created_at: now,
         updated_at: now,
     };
@@ -353,6 +356,12 @@ pub async fn update_endpoint(
         patch.output_nanos_per_1k = Some(updated.output_nanos_per_1k);
         patch.compute_nanos_per_second = Some(updated.compute_nanos_per_second);
     }
+    let scaling_changed = patch.min_workers.is_some() || patch.idle_timeout_seconds.is_some();
+    let propagated = if scaling_changed {
+        propagate_scaling(&state, &current, &patch).await?
+    } else {
+        false
+    };
     let endpoint = state
         .store
         .update_endpoint(&user.id, &endpoint_id, patch)
@@ -360,8 +369,59 @@ pub async fn update_endpoint(
     state.registry.reload().await?;
     let public = views::public_url(&state, &headers);
     Ok(Json(
-        json!({ "endpoint": views::endpoint(&endpoint, &public) }),
+        json!({ "endpoint": views::endpoint(&endpoint, &public), "provider_updated": propagated }),
     ))
+}
+
+/// Applies new scaling limits to the provider resource before they are
+/// stored, so the stored values are what the provider runs. Endpoints with
+/// no resource yet (deploying) take them when their resource is created.
+async fn propagate_scaling(
+    state: &SharedState,
+    current: &Endpoint,
+    patch: &EndpointPatch,
+) -> Result<bool, HttpError> {
+    let Some(resource) = current
+        .provider_resource
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<crate::providers::ProviderResource>(text).ok())
+        .filter(|resource| !resource.id.is_empty())
+    else {
+        return Ok(false);
+    };
+    if matches!(
+        resource.provider,
+        crate::providers::ProviderKind::External | crate::providers::ProviderKind::SelfHosted
+    ) {
+        // One server they do not scale: the limits are kept for the record.
+        return Ok(false);
+    }
+    let Some(provisioner) = state.providers.get(resource.provider) else {
+        return Ok(false);
+    };
+    let scaling = crate::providers::Scaling {
+        min_workers: u32::try_from(patch.min_workers.unwrap_or(current.min_workers)).unwrap_or(0),
+        max_workers: u32::try_from(patch.max_workers.unwrap_or(current.max_workers)).unwrap_or(1),
+        idle_timeout_seconds: u32::try_from(
+            patch
+                .idle_timeout_seconds
+                .unwrap_or(current.idle_timeout_seconds),
+        )
+        .unwrap_or(60),
+    };
+    provisioner
+        .update_scaling(&resource, &scaling)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "the provider refused the new scaling");
+            HttpError::new(
+                StatusCode::BAD_GATEWAY,
+                "server_error",
+                error.code(),
+                format!("the provider did not apply the new scaling, nothing was changed: {error}"),
+            )
+        })?;
+    Ok(true)
 }
 
 /// `DELETE /api/v1/endpoints/{id}`: terminates the endpoint and revokes its keys.
@@ -370,14 +430,38 @@ pub async fn delete_endpoint(
     Caller(user): Caller,
     Path(endpoint_id): Path<String>,
 ) -> Result<Json<Value>, HttpError> {
+    let endpoint = owned_endpoint(&state, &user.id, &endpoint_id).await?;
     state
         .store
         .delete_endpoint(&user.id, &endpoint_id)
         .await
         .map_err(|error| not_found_as_endpoint(error.into()))?;
     state.registry.reload().await?;
+    // The provider resource is deleted by a durable job, retried until it is gone.
+    let cleanup =
+        endpoint.provider_resource.is_some() || state.store.has_active_job(&endpoint_id).await?;
+    let job_id = if cleanup {
+        let mut job = crate::deploy::Deployer::new_job(
+            &endpoint_id,
+            &user.id,
+            crate::domain::JobKind::Terminate,
+            &crate::deploy::DeployRequest::default(),
+        );
+        job.resource = endpoint.provider_resource.clone();
+        job.stage = crate::domain::JobStage::CleaningUp;
+        state.store.create_job(&job).await?;
+        state.deployer.notify();
+        Some(job.id)
+    } else {
+        None
+    };
+    state.events.publish(
+        &user.id,
+        crate::events::EventKind::EndpointStatusChanged,
+        json!({"endpoint_id": endpoint_id, "status": "terminated", "previous_status": endpoint.status}),
+    );
     Ok(Json(
-        json!({ "id": endpoint_id, "status": "terminated", "deleted": true }),
+        json!({ "id": endpoint_id, "status": "terminated", "deleted": true, "provider_cleanup": job_id.as_ref().map(|_| "queued"), "cleanup_job_id": job_id }),
     ))
 }
 
@@ -407,7 +491,7 @@ fn not_found_as_endpoint(error: HttpError) -> HttpError {
     }
 }
 
-fn validate_name(name: &str) -> Result<String, HttpError> {
+pub(crate) fn validate_name(name: &str) -> Result<String, HttpError> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name
@@ -434,7 +518,7 @@ fn validate_description(description: String) -> Result<String, HttpError> {
     Ok(description)
 }
 
-fn validate_base_url(field: &str, text: &str) -> Result<String, HttpError> {
+pub(crate) fn validate_base_url(field: &str, text: &str) -> Result<String, HttpError> {
     let uri: http::Uri = text.parse().map_err(|_| {
         HttpError::invalid_field(field, "must be an absolute http:// or https:// URL")
     })?;

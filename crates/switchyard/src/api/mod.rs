@@ -2,9 +2,11 @@
 //! the store, reload the gateway snapshot after writes, and render JSON.
 
 mod connection;
+pub mod deploy;
 mod endpoints;
+mod events;
 mod extract;
-mod keys;
+pub mod keys;
 mod usage;
 mod users;
 mod views;
@@ -29,6 +31,21 @@ pub fn router() -> Router<SharedState> {
             post(endpoints::create_endpoint).get(endpoints::list_endpoints),
         )
         .route("/api/v1/endpoints/summary", get(usage::summary))
+        .route("/api/v1/endpoints/deploy", post(deploy::deploy))
+        .route("/api/v1/endpoints/deploy/preview", get(deploy::preview))
+        .route(
+            "/api/v1/endpoints/{endpoint_id}/redeploy",
+            post(deploy::redeploy),
+        )
+        .route(
+            "/api/v1/endpoints/{endpoint_id}/deployment",
+            get(deploy::deployment_status),
+        )
+        .route(
+            "/api/v1/hooks/training-complete",
+            post(deploy::training_complete),
+        )
+        .route("/api/v1/events", get(events::events))
         .route(
             "/api/v1/endpoints/{endpoint_id}",
             get(endpoints::get_endpoint)

@@ -279,6 +279,7 @@ async fn forward(
     let call = state.upstream.post_json(
         url,
         route.endpoint.upstream_authorization.as_ref(),
+        &route.endpoint.upstream_headers,
         request_id,
         stream,
         upstream_body,

@@ -53,10 +53,15 @@ impl UpstreamClient {
     }
 
     /// Sends a JSON POST and waits for the response head within `timeout`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site; the request's parts"
+    )]
     pub async fn post_json(
         &self,
         url: Option<http::Uri>,
         authorization: Option<&HeaderValue>,
+        extra_headers: &[(http::HeaderName, HeaderValue)],
         request_id: &HeaderValue,
         accept_stream: bool,
         body: Vec<u8>,
@@ -81,6 +86,9 @@ impl UpstreamClient {
             .header("x-request-id", request_id.clone());
         if let Some(value) = authorization {
             builder = builder.header(header::AUTHORIZATION, value.clone());
+        }
+        for (name, value) in extra_headers {
+            builder = builder.header(name, value.clone());
         }
         let request = builder
             .body(Full::new(Bytes::from(body)))

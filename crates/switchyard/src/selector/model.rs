@@ -76,7 +76,9 @@ pub fn parse_parameters(text: &str) -> Option<u64> {
         return None;
     }
     let parameters = value * multiplier;
-    (parameters >= 1.0 && parameters < 1e15).then(|| parameters.round() as u64)
+    (1.0..1e15)
+        .contains(&parameters)
+        .then(|| parameters.round() as u64)
 }
 
 /// Renders a parameter count for people: `7B`, `135M`, `1.5B`.

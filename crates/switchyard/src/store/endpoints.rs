@@ -29,6 +29,13 @@ pub struct EndpointPatch {
     pub output_nanos_per_1k: Option<i64>,
     pub compute_nanos_per_second: Option<Option<i64>>,
     pub error_message: Option<Option<String>>,
+    pub provider: Option<String>,
+    pub provider_endpoint_id: Option<Option<String>>,
+    pub provider_resource: Option<Option<String>>,
+    pub endpoint_url: Option<Option<String>>,
+    pub upstream_headers_encrypted: Option<Option<String>>,
+    pub hf_repo_url: Option<Option<String>>,
+    pub last_active_at: Option<Option<i64>>,
 }
 
 impl EndpointPatch {
@@ -48,7 +55,14 @@ impl EndpointPatch {
             upstream_base_url,
             upstream_model,
             upstream_key_encrypted,
-            error_message
+            error_message,
+            provider,
+            provider_endpoint_id,
+            provider_resource,
+            endpoint_url,
+            upstream_headers_encrypted,
+            hf_repo_url,
+            last_active_at
         );
         if let Some(value) = self.input_nanos_per_1k {
             endpoint.pricing.input_nanos_per_1k = value;
@@ -70,49 +84,7 @@ impl Store {
         first_key: &ApiKey,
     ) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO endpoints (id, user_id, name, description, modality, source_type, base_model, \
-             hf_repo_url, provider, provider_endpoint_id, endpoint_url, endpoint_type, gpu_type, min_workers, \
-             max_workers, idle_timeout_seconds, status, last_active_at, error_message, upstream_base_url, \
-             upstream_api, upstream_model, upstream_key_encrypted, timeout_seconds, price_input_nanos_per_1k, \
-             price_output_nanos_per_1k, price_compute_nanos_per_second, created_at, updated_at) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-             $21, $22, $23, $24, $25, $26, $27, $28, $29)",
-        )
-        .bind(&endpoint.id)
-        .bind(&endpoint.user_id)
-        .bind(&endpoint.name)
-        .bind(&endpoint.description)
-        .bind(endpoint.modality.as_str())
-        .bind(endpoint.source_type.as_str())
-        .bind(&endpoint.base_model)
-        .bind(&endpoint.hf_repo_url)
-        .bind(&endpoint.provider)
-        .bind(&endpoint.provider_endpoint_id)
-        .bind(&endpoint.endpoint_url)
-        .bind(endpoint.endpoint_type.as_str())
-        .bind(&endpoint.gpu_type)
-        .bind(endpoint.min_workers)
-        .bind(endpoint.max_workers)
-        .bind(endpoint.idle_timeout_seconds)
-        .bind(endpoint.status.as_str())
-        .bind(endpoint.last_active_at)
-        .bind(&endpoint.error_message)
-        .bind(&endpoint.upstream_base_url)
-        .bind(endpoint.upstream_api.as_str())
-        .bind(&endpoint.upstream_model)
-        .bind(&endpoint.upstream_key_encrypted)
-        .bind(endpoint.timeout_seconds)
-        .bind(endpoint.pricing.input_nanos_per_1k)
-        .bind(endpoint.pricing.output_nanos_per_1k)
-        .bind(endpoint.pricing.compute_nanos_per_second)
-        .bind(endpoint.created_at)
-        .bind(endpoint.updated_at)
-        .execute(&mut *transaction)
-        .await
-        .map_err(|error| {
-            StoreError::from_write(error, &format!("an endpoint named `{}` already exists", endpoint.name))
-        })?;
+        insert_endpoint(&mut transaction, endpoint).await?;
         insert_key(&mut transaction, first_key).await?;
         transaction.commit().await?;
         Ok(())
@@ -199,7 +171,9 @@ impl Store {
                  idle_timeout_seconds = $6, gpu_type = $7, timeout_seconds = $8, upstream_base_url = $9, \
                  upstream_model = $10, upstream_key_encrypted = $11, price_input_nanos_per_1k = $12, \
                  price_output_nanos_per_1k = $13, price_compute_nanos_per_second = $14, error_message = $15, \
-                 updated_at = $16 WHERE id = $17 AND user_id = $18 AND deleted_at IS NULL AND updated_at = $19",
+                 updated_at = $16, provider = $20, provider_endpoint_id = $21, provider_resource = $22, \
+                 endpoint_url = $23, upstream_headers_encrypted = $24, hf_repo_url = $25, last_active_at = $26 \
+                 WHERE id = $17 AND user_id = $18 AND deleted_at IS NULL AND updated_at = $19",
             )
             .bind(&endpoint.name)
             .bind(&endpoint.description)
@@ -220,6 +194,13 @@ impl Store {
             .bind(endpoint_id)
             .bind(user_id)
             .bind(read_at)
+            .bind(&endpoint.provider)
+            .bind(&endpoint.provider_endpoint_id)
+            .bind(&endpoint.provider_resource)
+            .bind(&endpoint.endpoint_url)
+            .bind(&endpoint.upstream_headers_encrypted)
+            .bind(&endpoint.hf_repo_url)
+            .bind(endpoint.last_active_at)
             .execute(&self.pool)
             .await
             .map_err(|error| {
@@ -264,4 +245,119 @@ impl Store {
         transaction.commit().await?;
         Ok(())
     }
+}
+
+impl Store {
+    /// Loads an endpoint by id whoever owns it (control-plane jobs only).
+    pub async fn get_endpoint_any(&self, endpoint_id: &str) -> Result<Endpoint, StoreError> {
+        let query = format!(
+            "SELECT {} FROM endpoints WHERE id = $1",
+            rows::ENDPOINT_COLUMNS
+        );
+        let row = sqlx::query(&query)
+            .bind(endpoint_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        rows::endpoint(&row)
+    }
+
+    /// Whether the endpoint row is deleted (terminated).
+    pub async fn endpoint_is_deleted(&self, endpoint_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT deleted_at FROM endpoints WHERE id = $1")
+            .bind(endpoint_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let deleted: Option<i64> = sqlx::Row::try_get(&row, "deleted_at")?;
+        Ok(deleted.is_some())
+    }
+
+    /// The user's endpoint created for a training job, if any.
+    pub async fn endpoint_for_training_job(
+        &self,
+        user_id: &str,
+        training_job_id: &str,
+    ) -> Result<Option<Endpoint>, StoreError> {
+        let query = format!(
+            "SELECT {} FROM endpoints WHERE user_id = $1 AND training_job_id = $2",
+            rows::ENDPOINT_COLUMNS
+        );
+        let row = sqlx::query(&query)
+            .bind(user_id)
+            .bind(training_job_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::endpoint).transpose()
+    }
+
+    /// Every endpoint row, deleted or not (for the reconcile loop).
+    pub async fn list_all_endpoints(&self) -> Result<Vec<(Endpoint, bool)>, StoreError> {
+        let query = format!(
+            "SELECT {}, deleted_at FROM endpoints",
+            rows::ENDPOINT_COLUMNS
+        );
+        let rows = sqlx::query(&query).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let deleted: Option<i64> = sqlx::Row::try_get(row, "deleted_at")?;
+                Ok((rows::endpoint(row)?, deleted.is_some()))
+            })
+            .collect()
+    }
+}
+
+/// Inserts an endpoint row inside a transaction.
+pub(super) async fn insert_endpoint(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Any>,
+    endpoint: &Endpoint,
+) -> Result<(), StoreError> {
+    sqlx::query(
+            "INSERT INTO endpoints (id, user_id, name, description, modality, source_type, base_model, \
+             hf_repo_url, provider, provider_endpoint_id, endpoint_url, endpoint_type, gpu_type, min_workers, \
+             max_workers, idle_timeout_seconds, status, last_active_at, error_message, upstream_base_url, \
+             upstream_api, upstream_model, upstream_key_encrypted, timeout_seconds, price_input_nanos_per_1k, \
+             price_output_nanos_per_1k, price_compute_nanos_per_second, provider_resource, \
+             upstream_headers_encrypted, training_job_id, created_at, updated_at) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+             $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)",
+        )
+        .bind(&endpoint.id)
+        .bind(&endpoint.user_id)
+        .bind(&endpoint.name)
+        .bind(&endpoint.description)
+        .bind(endpoint.modality.as_str())
+        .bind(endpoint.source_type.as_str())
+        .bind(&endpoint.base_model)
+        .bind(&endpoint.hf_repo_url)
+        .bind(&endpoint.provider)
+        .bind(&endpoint.provider_endpoint_id)
+        .bind(&endpoint.endpoint_url)
+        .bind(endpoint.endpoint_type.as_str())
+        .bind(&endpoint.gpu_type)
+        .bind(endpoint.min_workers)
+        .bind(endpoint.max_workers)
+        .bind(endpoint.idle_timeout_seconds)
+        .bind(endpoint.status.as_str())
+        .bind(endpoint.last_active_at)
+        .bind(&endpoint.error_message)
+        .bind(&endpoint.upstream_base_url)
+        .bind(endpoint.upstream_api.as_str())
+        .bind(&endpoint.upstream_model)
+        .bind(&endpoint.upstream_key_encrypted)
+        .bind(endpoint.timeout_seconds)
+        .bind(endpoint.pricing.input_nanos_per_1k)
+        .bind(endpoint.pricing.output_nanos_per_1k)
+        .bind(endpoint.pricing.compute_nanos_per_second)
+        .bind(&endpoint.provider_resource)
+        .bind(&endpoint.upstream_headers_encrypted)
+        .bind(&endpoint.training_job_id)
+        .bind(endpoint.created_at)
+        .bind(endpoint.updated_at)
+        .execute(&mut **transaction)
+        .await
+        .map_err(|error| {
+            StoreError::from_write(error, &format!("an endpoint named `{}` already exists", endpoint.name))
+        })?;
+    Ok(())
 }

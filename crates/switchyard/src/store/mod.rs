@@ -4,6 +4,7 @@
 //! common subset of both databases (`$n` placeholders, TEXT and BIGINT columns).
 
 mod endpoints;
+mod jobs;
 mod keys;
 mod ledger;
 mod rows;
@@ -19,6 +20,7 @@ use sqlx::{AnyPool, Executor};
 use thiserror::Error;
 
 pub use endpoints::{EndpointFilter, EndpointPatch};
+pub use jobs::finish as finish_job;
 pub use usage::{EndpointUsageSummary, UsageSummary};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -105,6 +107,11 @@ impl Store {
             .await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool, backend })
+    }
+
+    /// Whether this store is PostgreSQL (several servers may share it).
+    pub fn is_postgres(&self) -> bool {
+        self.backend == Backend::Postgres
     }
 
     /// Checks that the database answers.

@@ -5,8 +5,9 @@ use sqlx::Row;
 
 use super::{hex_decode, StoreError};
 use crate::domain::{
-    ApiKey, Endpoint, EndpointPricing, EndpointStatus, EndpointType, LedgerEntry, LedgerKind,
-    Modality, Permission, SourceType, UpstreamApi, UsageRecord, UsageSource, User,
+    ApiKey, DeployJob, Endpoint, EndpointPricing, EndpointStatus, EndpointType, JobKind, JobStage,
+    JobState, LedgerEntry, LedgerKind, Modality, Permission, SourceType, UpstreamApi, UsageRecord,
+    UsageSource, User,
 };
 
 pub(super) const USER_COLUMNS: &str = "id, name, is_admin, balance_micro_usd, created_at";
@@ -16,7 +17,11 @@ pub(super) const ENDPOINT_COLUMNS: &str = "id, user_id, name, description, modal
     min_workers, max_workers, idle_timeout_seconds, status, last_active_at, error_message, \
     upstream_base_url, upstream_api, upstream_model, upstream_key_encrypted, timeout_seconds, \
     price_input_nanos_per_1k, price_output_nanos_per_1k, price_compute_nanos_per_second, \
-    created_at, updated_at";
+    provider_resource, upstream_headers_encrypted, training_job_id, created_at, updated_at";
+
+pub(super) const JOB_COLUMNS: &str = "id, endpoint_id, user_id, kind, state, stage, progress, request, \
+    plan, resource, attempts, key_id, key_secret_encrypted, error, lease_owner, lease_until, created_at, \
+    updated_at, finished_at";
 
 pub(super) const KEY_COLUMNS: &str =
     "id, endpoint_id, user_id, name, prefix, key_hash, permissions, \
@@ -92,6 +97,9 @@ pub(super) fn endpoint(row: &AnyRow) -> Result<Endpoint, StoreError> {
             output_nanos_per_1k: row.try_get("price_output_nanos_per_1k")?,
             compute_nanos_per_second: row.try_get("price_compute_nanos_per_second")?,
         },
+        provider_resource: row.try_get("provider_resource")?,
+        upstream_headers_encrypted: row.try_get("upstream_headers_encrypted")?,
+        training_job_id: row.try_get("training_job_id")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -160,5 +168,32 @@ pub(super) fn ledger(row: &AnyRow) -> Result<LedgerEntry, StoreError> {
         request_id: row.try_get("request_id")?,
         reason: row.try_get("reason")?,
         created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(super) fn job(row: &AnyRow) -> Result<DeployJob, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let state: String = row.try_get("state")?;
+    let stage: String = row.try_get("stage")?;
+    Ok(DeployJob {
+        id: row.try_get("id")?,
+        endpoint_id: row.try_get("endpoint_id")?,
+        user_id: row.try_get("user_id")?,
+        kind: parsed(JobKind::parse(&kind), "kind", &kind)?,
+        state: parsed(JobState::parse(&state), "state", &state)?,
+        stage: parsed(JobStage::parse(&stage), "stage", &stage)?,
+        progress: row.try_get("progress")?,
+        request: row.try_get("request")?,
+        plan: row.try_get("plan")?,
+        resource: row.try_get("resource")?,
+        attempts: row.try_get("attempts")?,
+        key_id: row.try_get("key_id")?,
+        key_secret_encrypted: row.try_get("key_secret_encrypted")?,
+        error: row.try_get("error")?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_until: row.try_get("lease_until")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        finished_at: row.try_get("finished_at")?,
     })
 }

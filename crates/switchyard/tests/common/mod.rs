@@ -3,7 +3,13 @@
 
 #![allow(dead_code)]
 
+pub mod fake_huggingface;
+pub mod fake_modal;
+pub mod fake_replicate;
+pub mod fake_runpod;
+pub mod fake_together;
 pub mod fake_upstream;
+pub mod spec;
 
 use std::time::Duration;
 
@@ -11,6 +17,7 @@ use serde_json::{json, Value};
 use switchyard::config::{Config, ServeArgs};
 use switchyard::server::{self, RunningServer};
 
+#[allow(unused_imports)]
 pub use fake_upstream::FakeUpstream;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -53,6 +60,9 @@ pub struct TestServer {
     pub database_url: Option<String>,
 }
 
+/// A change to the validated config before the server starts.
+pub type Configure = std::sync::Arc<dyn Fn(&mut Config) + Send + Sync>;
+
 /// Options that tests tune.
 #[derive(Clone, Default)]
 pub struct Options {
@@ -64,6 +74,10 @@ pub struct Options {
     pub redis_url: Option<String>,
     pub secret_key: Option<String>,
     pub shutdown_grace_seconds: Option<u64>,
+    /// Reuse this data directory (a restart of the same server).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Changes the validated config (providers, deploy timings) before start.
+    pub configure: Option<Configure>,
 }
 
 impl TestServer {
@@ -73,6 +87,10 @@ impl TestServer {
 
     pub async fn start_with(backend: Backend, options: Options) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
+        let data_path = options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.path().to_owned());
         let database_url = match (backend, options.database_url.clone()) {
             (_, Some(url)) => Some(url),
             (Backend::Sqlite, None) => None,
@@ -80,7 +98,7 @@ impl TestServer {
         };
         let args = ServeArgs {
             listen: Some("127.0.0.1:0".parse().unwrap()),
-            data_dir: Some(data_dir.path().to_owned()),
+            data_dir: Some(data_path),
             database_url: database_url.clone(),
             max_body_bytes: options.max_body_bytes,
             upstream_timeout_seconds: options.upstream_timeout_seconds,
@@ -89,12 +107,15 @@ impl TestServer {
             shutdown_grace_seconds: options.shutdown_grace_seconds,
             ..ServeArgs::default()
         };
-        let config = Config::validate(
+        let mut config = Config::validate(
             args,
             Some(ADMIN_TOKEN.to_owned()),
             options.secret_key.clone(),
         )
         .unwrap();
+        if let Some(configure) = &options.configure {
+            configure(&mut config);
+        }
         let server = server::start(config).await.unwrap();
         let url = format!("http://{}", server.addr);
         Self {
