@@ -31,6 +31,14 @@ pub enum Command {
     Serve(ServeArgs),
     /// Recommend a provider and GPU for a model, offline, from the price table.
     Recommend(crate::cli::recommend::RecommendArgs),
+    /// Deploy a Hugging Face model through a running server and wait until it serves.
+    Deploy(crate::cli::deploy::DeployArgs),
+    /// List, show or terminate your endpoints on a running server.
+    Endpoints(crate::cli::endpoints::EndpointsArgs),
+    /// Create, list or revoke the API keys of an endpoint.
+    Keys(crate::cli::keys::KeysArgs),
+    /// Usage of one endpoint, or the summary of all endpoints and the balance.
+    Usage(crate::cli::usage::UsageArgs),
 }
 
 /// Log output format.
@@ -96,6 +104,18 @@ pub struct ServeArgs {
     /// Seconds between two reconciliations of provider resources [default: 300].
     #[arg(long, env = "SWITCHYARD_RECONCILE_INTERVAL_SECONDS")]
     pub reconcile_interval_seconds: Option<u64>,
+    /// Seconds between two health checks of every deployed endpoint [default: 60].
+    #[arg(long, env = "SWITCHYARD_HEALTH_INTERVAL_SECONDS")]
+    pub health_interval_seconds: Option<u64>,
+    /// Redeploy, scale up or alert on unhealthy endpoints [default: true].
+    #[arg(long, env = "SWITCHYARD_AUTO_RECOVERY")]
+    pub auto_recovery: Option<bool>,
+    /// Let webhooks point at this machine or private networks [default: false].
+    #[arg(long, env = "SWITCHYARD_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: Option<bool>,
+    /// Credits under which a user gets CREDITS_LOW_WARNING [default: 100].
+    #[arg(long, env = "SWITCHYARD_CREDITS_LOW_THRESHOLD")]
+    pub credits_low_threshold: Option<i64>,
     /// Path of a TOML config file [default: ./switchyard.toml when present].
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     #[serde(skip)]
@@ -145,6 +165,8 @@ pub struct Config {
     pub reconcile_interval: Duration,
     /// `SWITCHYARD_TRAINING_WEBHOOK_SECRET`: HMAC key of the training-complete webhook.
     pub training_webhook_secret: Option<String>,
+    pub monitor: crate::deploy::monitor::MonitorSettings,
+    pub allow_private_webhooks: bool,
 }
 
 impl Config {
@@ -190,6 +212,12 @@ impl Config {
             reconcile_interval_seconds: args
                 .reconcile_interval_seconds
                 .or(file.reconcile_interval_seconds),
+            health_interval_seconds: args
+                .health_interval_seconds
+                .or(file.health_interval_seconds),
+            auto_recovery: args.auto_recovery.or(file.auto_recovery),
+            webhook_allow_private: args.webhook_allow_private.or(file.webhook_allow_private),
+            credits_low_threshold: args.credits_low_threshold.or(file.credits_low_threshold),
             config: None,
         };
         let mut config = Self::validate(
@@ -275,6 +303,17 @@ impl Config {
                 "reconcile_interval_seconds",
             )?,
             training_webhook_secret: None,
+            allow_private_webhooks: args.webhook_allow_private.unwrap_or(false),
+            monitor: crate::deploy::monitor::MonitorSettings {
+                interval: seconds(args.health_interval_seconds, 60, "health_interval_seconds")?,
+                auto_recovery: args.auto_recovery.unwrap_or(true),
+                low_credits_micro_usd: args
+                    .credits_low_threshold
+                    .unwrap_or(100)
+                    .clamp(0, 1_000_000_000)
+                    * crate::money::MICROS_PER_CREDIT,
+                ..crate::deploy::monitor::MonitorSettings::default()
+            },
             listen: args
                 .listen
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),

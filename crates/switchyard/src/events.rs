@@ -35,6 +35,8 @@ pub struct Event {
     /// Increasing id (the SSE `id:`), unique per server run.
     pub seq: u64,
     pub user_id: String,
+    /// The endpoint the event is about, if any (for filtered streams).
+    pub endpoint_id: Option<String>,
     pub kind: EventKind,
     /// The JSON document clients receive (`type`, `id`, fields, `created_at`).
     pub json: Arc<str>,
@@ -68,6 +70,10 @@ impl EventBus {
     /// Publishes an event to `user_id`; `fields` is a JSON object.
     pub fn publish(&self, user_id: &str, kind: EventKind, fields: Value) -> Arc<Event> {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let endpoint_id = fields
+            .get("endpoint_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let mut document = Map::new();
         document.insert("id".to_owned(), json!(seq.to_string()));
         document.insert("type".to_owned(), json!(kind.as_str()));
@@ -78,6 +84,7 @@ impl EventBus {
         let event = Arc::new(Event {
             seq,
             user_id: user_id.to_owned(),
+            endpoint_id,
             kind,
             json: Arc::from(Value::Object(document).to_string()),
         });

@@ -23,3 +23,4 @@ pub mod shared_limits;
 pub mod state;
 pub mod store;
 pub mod tokens;
+pub mod webhooks;

@@ -53,6 +53,10 @@ async fn run(cli: Cli) -> std::process::ExitCode {
             }
         },
         Command::Recommend(args) => exit_code(switchyard::cli::recommend::run(&args)),
+        Command::Deploy(args) => exit_code(switchyard::cli::deploy::run(args).await),
+        Command::Endpoints(args) => exit_code(switchyard::cli::endpoints::run(args).await),
+        Command::Keys(args) => exit_code(switchyard::cli::keys::run(args).await),
+        Command::Usage(args) => exit_code(switchyard::cli::usage::run(args).await),
     }
 }
 

@@ -132,16 +132,27 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             training_webhook_secret: config.training_webhook_secret.clone(),
             markup_basis_points: config.markup_basis_points,
             public_url,
+            monitor: config.monitor.clone(),
         },
     ));
     let deployer_shutdown = CancellationToken::new();
     let deployer_task = tokio::spawn(deployer.clone().run(deployer_shutdown.clone()));
+    let webhooks = Arc::new(crate::webhooks::WebhookDispatcher::new(
+        store.clone(),
+        secrets.clone(),
+    ));
+    tokio::spawn(
+        webhooks
+            .clone()
+            .run(events.clone(), deployer_shutdown.clone()),
+    );
     let state: SharedState = Arc::new(AppState {
         store: store.clone(),
         registry,
         deployer,
         providers,
         events,
+        webhooks,
         secrets,
         pricing,
         usage,
@@ -152,6 +163,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             stream_idle_timeout: config.stream_idle_timeout,
             public_url: config.public_url.clone(),
             listen_url: format!("http://{addr}"),
+            allow_private_webhooks: config.allow_private_webhooks,
         },
         metrics: metrics_handle(),
         shared_limits,

@@ -21,6 +21,8 @@ pub struct RuntimeSettings {
     pub stream_idle_timeout: Duration,
     pub public_url: Option<String>,
     pub listen_url: String,
+    /// Whether webhooks may point at this machine or private networks.
+    pub allow_private_webhooks: bool,
 }
 
 /// Everything a handler can reach.
@@ -31,6 +33,7 @@ pub struct AppState {
     pub deployer: Arc<crate::deploy::Deployer>,
     pub providers: crate::providers::Providers,
     pub events: Arc<crate::events::EventBus>,
+    pub webhooks: Arc<crate::webhooks::WebhookDispatcher>,
     pub secrets: Arc<Secrets>,
     pub pricing: Arc<PriceTable>,
     pub usage: UsageSink,

@@ -6,47 +6,15 @@
 
 mod common;
 
+#[allow(unused_imports)]
+use common::deploy::*;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Path;
-use axum::routing::get;
-use axum::{Json, Router};
 use common::{Backend, Options, TestServer};
 use serde_json::{json, Value};
 use switchyard::config::Config;
-
-const MODEL_ID: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
-
-/// A fake Hugging Face Hub: model info for the test models.
-async fn fake_hub() -> String {
-    async fn model(Path((owner, name)): Path<(String, String)>) -> (http::StatusCode, Json<Value>) {
-        if owner == "HuggingFaceTB" || owner == "acme" {
-            (
-                http::StatusCode::OK,
-                Json(json!({
-                    "id": format!("{owner}/{name}"), "sha": "0123abcd", "pipeline_tag": "text-generation",
-                    "safetensors": {"parameters": {"BF16": 134_515_008_u64}, "total": 134_515_008_u64},
-                    "gated": false, "private": false, "library_name": "transformers",
-                })),
-            )
-        } else {
-            (
-                http::StatusCode::NOT_FOUND,
-                Json(json!({"error": "Repository not found"})),
-            )
-        }
-    }
-    let app = Router::new().route("/api/models/{owner}/{name}", get(model));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
-}
-
-fn fixture(name: &str) -> String {
-    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
-}
 
 /// Options with the self-hosted provisioner on the fake OpenAI server script.
 fn options(
@@ -56,10 +24,7 @@ fn options(
     database_url: Option<String>,
 ) -> Options {
     let hub = hub.to_owned();
-    let command = format!(
-        "python3 {} --port {{port}} --model {{served_model_name}} --ready-after {ready_after}",
-        fixture("fake_openai_server.py")
-    );
+    let command = fake_server_command(&format!("--ready-after {ready_after}"));
     Options {
         data_dir,
         database_url,
@@ -74,74 +39,6 @@ fn options(
         })),
         ..Options::default()
     }
-}
-
-async fn wait_for_job(server: &TestServer, token: &str, endpoint_id: &str, want: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    loop {
-        let (status, body) = server
-            .get(
-                &format!("/api/v1/endpoints/{endpoint_id}/deployment"),
-                token,
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let state = body["deployment"]["state"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        if state == want {
-            return body;
-        }
-        assert!(
-            state != "failed" || want == "failed",
-            "deploy failed: {body}"
-        );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {want}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn process_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            !stat
-                .rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
-fn server_pids(data_dir: &std::path::Path) -> Vec<u32> {
-    let dir = data_dir.join("self-hosted");
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".json"))
-        .filter_map(|entry| {
-            let state: Value =
-                serde_json::from_str(&std::fs::read_to_string(entry.path()).ok()?).ok()?;
-            state["pid"].as_u64().map(|pid| pid as u32)
-        })
-        .collect()
-}
-
-async fn chat(server: &TestServer, key: &str, model: &str) -> (u16, Value) {
-    let response = server
-        .http
-        .post(format!("{}/v1/chat/completions", server.url))
-        .bearer_auth(key)
-        .json(&json!({"model": model, "messages": [{"role": "user", "content": "Hi"}]}))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 on_both_backends!(

@@ -17,13 +17,13 @@ use super::extract::parse_json;
 use super::{views, ApiJson, ApiQuery, Caller};
 use crate::deploy::flow::{unavailable_reason, Plan};
 use crate::deploy::hub::{parse_model_reference, HubError};
-use crate::deploy::{DeployRequest, Deployer};
+use crate::deploy::{DeployError, DeployRequest, Deployer};
 use crate::domain::{
-    new_id, now_ms, Endpoint, EndpointPricing, EndpointStatus, EndpointType, JobKind, JobStage,
-    JobState, Modality, SourceType, UpstreamApi,
+    new_id, now_ms, Endpoint, EndpointPricing, EndpointStatus, EndpointType, JobKind, JobState,
+    Modality, SourceType, UpstreamApi,
 };
 use crate::error::HttpError;
-use crate::providers::{ProviderKind, ProviderResource};
+use crate::providers::ProviderKind;
 use crate::selector::{
     parse_parameters, Budget, Latency, Precision, SelectionInput, SmartProviderSelector,
 };
@@ -637,41 +637,25 @@ pub async fn start_redeploy(
     state: &SharedState,
     endpoint: &Endpoint,
 ) -> Result<crate::domain::DeployJob, HttpError> {
-    if state.store.has_active_job(&endpoint.id).await? {
-        return Err(HttpError::new(
-            StatusCode::CONFLICT,
-            "invalid_request_error",
-            "deployment_in_progress",
-            "a deployment of this endpoint is already running",
-        ));
-    }
-    let Some(last) = state.store.latest_job(&endpoint.id).await? else {
-        return Err(HttpError::new(StatusCode::BAD_REQUEST, "invalid_request_error", "not_deployed", "this endpoint was registered, not deployed by Switchyard: there is nothing to redeploy"));
-    };
-    let request: DeployRequest = serde_json::from_str(&last.request).unwrap_or_default();
-    let mut job = Deployer::new_job(&endpoint.id, &endpoint.user_id, JobKind::Redeploy, &request);
-    let mut plan: Plan = last
-        .plan
-        .as_deref()
-        .and_then(|text| serde_json::from_str(text).ok())
-        .unwrap_or_default();
-    if plan.options.is_empty() {
-        job.stage = JobStage::Analyzing;
-    } else {
-        // Start again from the best option: the failure that made a fallback may be gone.
-        plan.index = 0;
-        plan.transient_retries = 0;
-        plan.previous_resource = endpoint
-            .provider_resource
-            .as_deref()
-            .and_then(|text| serde_json::from_str::<ProviderResource>(text).ok());
-        job.plan = serde_json::to_string(&plan).ok();
-        job.stage = JobStage::Analyzing;
-    }
-    state.store.create_job(&job).await?;
-    state.deployer.announce(&job, &endpoint.name);
-    state.deployer.notify();
-    Ok(job)
+    state
+        .deployer
+        .queue_redeploy(endpoint)
+        .await
+        .map_err(|error| match error {
+            DeployError::InProgress => HttpError::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                "deployment_in_progress",
+                error.to_string(),
+            ),
+            DeployError::NotDeployed => HttpError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "not_deployed",
+                error.to_string(),
+            ),
+            DeployError::Store(error) => error.into(),
+        })
 }
 
 #[derive(Deserialize)]
@@ -883,6 +867,20 @@ pub async fn training_complete(
         }
         Err(error) => Err(error),
     }
+}
+
+/// `GET /api/v1/endpoints/{id}/health`: a fresh check (provider and the
+/// gateway's last 15 minutes), without recovery.
+pub async fn endpoint_health(
+    State(state): State<SharedState>,
+    Caller(user): Caller,
+    Path(endpoint_id): Path<String>,
+) -> Result<Json<Value>, HttpError> {
+    let endpoint = owned_endpoint(&state, &user.id, &endpoint_id).await?;
+    let health =
+        crate::deploy::monitor::check(&state.deployer, &endpoint, &state.deployer.settings.monitor)
+            .await;
+    Ok(Json(json!({ "health": health })))
 }
 
 #[cfg(test)]

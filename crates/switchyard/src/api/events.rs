@@ -2,8 +2,9 @@
 //! request asks to upgrade) or as Server-Sent Events. Browsers cannot set
 //! headers on either, so the management token may also come as `?token=`.
 //! `Last-Event-ID` (or `?since=`) replays what a reconnecting client missed.
-//! A `DEPLOYMENT_COMPLETE` event carries the new API key to the first
-//! connection that receives it, and never again.
+//! `?endpoint_id=` keeps only one endpoint's events. A `DEPLOYMENT_COMPLETE`
+//! event carries the new API key to the first connection that receives it,
+//! and never again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,7 @@ pub async fn events(State(state): State<SharedState>, request: Request) -> Respo
         .map(str::to_owned)
         .or_else(|| param("since"))
         .and_then(|text| text.parse::<u64>().ok());
+    let endpoint_filter = param("endpoint_id").filter(|id| !id.is_empty());
     let wants_upgrade = parts
         .headers
         .get(http::header::UPGRADE)
@@ -57,12 +59,14 @@ pub async fn events(State(state): State<SharedState>, request: Request) -> Respo
     if wants_upgrade {
         return match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
             Ok(upgrade) => {
-                upgrade.on_upgrade(move |socket| serve_socket(state, user, since, socket))
+                // Subscribed before the upgrade: nothing published meanwhile is missed.
+                let cursor = Cursor::new(state.clone(), &user, since, endpoint_filter);
+                upgrade.on_upgrade(move |socket| serve_socket(state, cursor, socket))
             }
             Err(rejection) => rejection.into_response(),
         };
     }
-    Sse::new(sse_stream(state, user, since))
+    Sse::new(sse_stream(state, user, since, endpoint_filter))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }
@@ -104,10 +108,16 @@ struct Cursor {
     backlog: std::collections::VecDeque<Arc<Event>>,
     receiver: tokio::sync::broadcast::Receiver<Arc<Event>>,
     last_seq: u64,
+    endpoint_filter: Option<String>,
 }
 
 impl Cursor {
-    fn new(state: SharedState, user: &User, since: Option<u64>) -> Self {
+    fn new(
+        state: SharedState,
+        user: &User,
+        since: Option<u64>,
+        endpoint_filter: Option<String>,
+    ) -> Self {
         // Subscribe before reading the backlog so nothing falls in between.
         let receiver = state.events.subscribe();
         let backlog = since
@@ -119,19 +129,32 @@ impl Cursor {
             backlog,
             receiver,
             last_seq: since.unwrap_or(0),
+            endpoint_filter,
         }
+    }
+
+    fn wants(&self, event: &Event) -> bool {
+        event.user_id == self.user_id
+            && event.seq > self.last_seq
+            && self
+                .endpoint_filter
+                .as_ref()
+                .is_none_or(|wanted| event.endpoint_id.as_ref() == Some(wanted))
     }
 
     /// The next event of this user, or `None` when the bus is gone.
     async fn next(&mut self) -> Option<Arc<Event>> {
         loop {
             if let Some(event) = self.backlog.pop_front() {
+                if !self.wants(&event) {
+                    continue;
+                }
                 self.last_seq = self.last_seq.max(event.seq);
                 return Some(event);
             }
             match self.receiver.recv().await {
                 Ok(event) => {
-                    if event.user_id == self.user_id && event.seq > self.last_seq {
+                    if self.wants(&event) {
                         self.last_seq = event.seq;
                         return Some(event);
                     }
@@ -154,8 +177,9 @@ fn sse_stream(
     state: SharedState,
     user: User,
     since: Option<u64>,
+    endpoint_filter: Option<String>,
 ) -> impl Stream<Item = Result<SseEvent, std::convert::Infallible>> {
-    let cursor = Cursor::new(state, &user, since);
+    let cursor = Cursor::new(state, &user, since, endpoint_filter);
     stream::unfold(cursor, |mut cursor| async move {
         let event = cursor.next().await?;
         let text = render(&cursor.state, &event).await;
@@ -167,8 +191,7 @@ fn sse_stream(
     })
 }
 
-async fn serve_socket(state: SharedState, user: User, since: Option<u64>, mut socket: WebSocket) {
-    let mut cursor = Cursor::new(state.clone(), &user, since);
+async fn serve_socket(state: SharedState, mut cursor: Cursor, mut socket: WebSocket) {
     loop {
         tokio::select! {
             event = cursor.next() => {

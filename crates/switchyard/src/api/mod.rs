@@ -10,6 +10,7 @@ pub mod keys;
 mod usage;
 mod users;
 mod views;
+mod webhooks;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -42,10 +43,22 @@ pub fn router() -> Router<SharedState> {
             get(deploy::deployment_status),
         )
         .route(
+            "/api/v1/endpoints/{endpoint_id}/health",
+            get(deploy::endpoint_health),
+        )
+        .route(
             "/api/v1/hooks/training-complete",
             post(deploy::training_complete),
         )
         .route("/api/v1/events", get(events::events))
+        .route(
+            "/api/v1/webhooks",
+            post(webhooks::create_webhook).get(webhooks::list_webhooks),
+        )
+        .route(
+            "/api/v1/webhooks/{webhook_id}",
+            axum::routing::delete(webhooks::delete_webhook),
+        )
         .route(
             "/api/v1/endpoints/{endpoint_id}",
             get(endpoints::get_endpoint)

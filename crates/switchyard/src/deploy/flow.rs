@@ -89,7 +89,8 @@ pub async fn execute(deployer: &Deployer, mut job: DeployJob, shutdown: Cancella
             JobKind::Terminate => terminate_step(deployer, &mut job).await,
             JobKind::Deploy | JobKind::Redeploy => deploy_step(deployer, &mut job).await,
         };
-        if !deployer.save(&mut job).await {
+        let finished = matches!(job.state, JobState::Succeeded | JobState::Failed);
+        if !deployer.save(&mut job).await && !finished {
             tracing::warn!("the job's lease was lost; another server continues it");
             return;
         }
@@ -128,9 +129,16 @@ fn resource_of(job: &DeployJob) -> Option<ProviderResource> {
         .filter(|resource| !resource.id.is_empty())
 }
 
-/// The provider resource name of a job: deterministic, so a resumed job finds it.
-pub fn job_resource_name(job_id: &str) -> String {
-    crate::providers::resource_name(job_id)
+/// The provider resource name of a job's option: deterministic, so a
+/// resumed job finds it, and distinct per option, so a fallback on the same
+/// provider never picks up the resource of the option that failed.
+pub fn job_resource_name(job_id: &str, option_index: usize) -> String {
+    let base = crate::providers::resource_name(job_id);
+    if option_index == 0 {
+        base
+    } else {
+        format!("{base}-{option_index}")
+    }
 }
 
 fn progress(
@@ -308,7 +316,10 @@ fn select(deployer: &Deployer, job: &mut DeployJob) -> Step {
             budget: request.budget.unwrap_or(Budget::Balanced),
             latency: request.latency.unwrap_or(Latency::Medium),
             requests_per_day: request.requests_per_day.unwrap_or(1000),
-            avg_duration_ms: 3000,
+            avg_duration_ms: crate::cli::recommend::default_duration_ms(
+                serde_json::from_value(plan.analysis["modality"].clone())
+                    .unwrap_or(crate::domain::Modality::Llm),
+            ),
             providers: request.provider.clone().into_iter().collect(),
             gpu: request.gpu_type.clone(),
             markup_basis_points: deployer.settings.markup_basis_points,
@@ -397,7 +408,7 @@ async fn provision(deployer: &Deployer, job: &mut DeployJob) -> Step {
         return Step::Wait(deployer.settings.poll_interval);
     };
     let request = request_of(job);
-    let name = job_resource_name(&job.id);
+    let name = job_resource_name(&job.id, plan.index);
     // Claim the name before creating, so the reconcile loop never mistakes
     // the new resource for an orphan.
     if job.resource.is_none() {
@@ -660,8 +671,17 @@ async fn issue_key(deployer: &Deployer, job: &mut DeployJob) -> Step {
         tracing::warn!(%error, "cannot store the endpoint's key; retrying");
         return Step::Wait(deployer.settings.poll_interval);
     }
+    let sealed = deployer.secrets.encrypt(&secret);
+    match deployer.store_job_key(job, &key.id, &sealed).await {
+        Ok(true) => {}
+        Ok(false) => return Step::Wait(deployer.settings.poll_interval),
+        Err(error) => {
+            tracing::warn!(%error, "cannot keep the endpoint's key; retrying");
+            return Step::Wait(deployer.settings.poll_interval);
+        }
+    }
     job.key_id = Some(key.id.clone());
-    job.key_secret_encrypted = Some(deployer.secrets.encrypt(&secret));
+    job.key_secret_encrypted = Some(sealed);
     job.stage = JobStage::Ready;
     Step::Continue
 }
@@ -699,6 +719,10 @@ async fn complete(deployer: &Deployer, job: &mut DeployJob) -> Step {
     job.progress = 100;
     job.stage = JobStage::Ready;
     finish_job(job, JobState::Succeeded);
+    // Saved before the events go out: a listener that takes the key must find the job finished.
+    if !deployer.save(job).await {
+        return Step::Wait(deployer.settings.poll_interval);
+    }
     let option = plan.options.get(plan.index);
     deployer.events.publish(
         &job.user_id,

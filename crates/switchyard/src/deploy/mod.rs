@@ -9,6 +9,7 @@
 
 pub mod flow;
 pub mod hub;
+pub mod monitor;
 pub mod reconcile;
 pub mod request;
 
@@ -48,6 +49,7 @@ pub struct DeploySettings {
     pub markup_basis_points: i64,
     /// Base URL clients use to reach this server (connection info in events).
     pub public_url: String,
+    pub monitor: monitor::MonitorSettings,
 }
 
 impl Default for DeploySettings {
@@ -61,6 +63,7 @@ impl Default for DeploySettings {
             training_webhook_secret: None,
             markup_basis_points: 12_000,
             public_url: "http://127.0.0.1:8080".to_owned(),
+            monitor: monitor::MonitorSettings::default(),
         }
     }
 }
@@ -70,8 +73,12 @@ impl Default for DeploySettings {
 pub enum DeployError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    Invalid(String),
+    #[error("a deployment of this endpoint is already running")]
+    InProgress,
+    #[error(
+        "this endpoint was registered, not deployed by Switchyard: there is nothing to redeploy"
+    )]
+    NotDeployed,
 }
 
 /// Runs deploy jobs.
@@ -88,6 +95,8 @@ pub struct Deployer {
     owner: String,
     running: Mutex<HashSet<String>>,
     wake: tokio::sync::Notify,
+    /// What the health monitor remembers between checks.
+    pub monitor_memory: Arc<monitor::MonitorMemory>,
 }
 
 impl Deployer {
@@ -115,6 +124,7 @@ impl Deployer {
             owner: new_id(),
             running: Mutex::new(HashSet::new()),
             wake: tokio::sync::Notify::new(),
+            monitor_memory: Arc::new(monitor::MonitorMemory::default()),
         }
     }
 
@@ -149,6 +159,48 @@ impl Deployer {
         }
     }
 
+    /// Queues a redeploy of an endpoint Switchyard deployed: a new resource
+    /// with the same plan (from its best option again); the old resource
+    /// serves until the new one is ready and is deleted then.
+    pub async fn queue_redeploy(
+        &self,
+        endpoint: &crate::domain::Endpoint,
+    ) -> Result<DeployJob, DeployError> {
+        if self.store.has_active_job(&endpoint.id).await? {
+            return Err(DeployError::InProgress);
+        }
+        let last = self
+            .store
+            .latest_deploy_job(&endpoint.id)
+            .await?
+            .ok_or(DeployError::NotDeployed)?;
+        let request: DeployRequest = serde_json::from_str(&last.request).unwrap_or_default();
+        let mut job = Self::new_job(&endpoint.id, &endpoint.user_id, JobKind::Redeploy, &request);
+        let mut plan: flow::Plan = last
+            .plan
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default();
+        plan.index = 0;
+        plan.transient_retries = 0;
+        plan.previous_resource = endpoint
+            .provider_resource
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok());
+        job.plan = serde_json::to_string(&plan).ok();
+        job.stage = JobStage::Analyzing;
+        self.store
+            .create_job(&job)
+            .await
+            .map_err(|error| match error {
+                StoreError::Conflict(_) => DeployError::InProgress,
+                other => DeployError::Store(other),
+            })?;
+        self.announce(&job, &endpoint.name);
+        self.notify();
+        Ok(job)
+    }
+
     /// Tells the runner a job is waiting (it also finds it on its next scan).
     pub fn notify(&self) {
         self.wake.notify_one();
@@ -177,6 +229,12 @@ impl Deployer {
             }
         }
         let reconciler = tokio::spawn(reconcile::run(self.clone(), shutdown.clone()));
+        let health = tokio::spawn(monitor::run(
+            self.clone(),
+            self.monitor_memory.clone(),
+            self.settings.monitor.clone(),
+            shutdown.clone(),
+        ));
         loop {
             if let Err(error) = self.claim_and_spawn(&shutdown).await {
                 tracing::warn!(%error, "cannot scan deploy jobs");
@@ -188,6 +246,7 @@ impl Deployer {
             }
         }
         let _ = reconciler.await;
+        let _ = health.await;
     }
 
     async fn claim_and_spawn(
@@ -222,8 +281,12 @@ impl Deployer {
                 job.lease_owner = Some(deployer.owner.clone());
                 job.lease_until = Some(lease_until);
                 let span = tracing::info_span!("deploy_job", job_id = %job.id, endpoint_id = %job.endpoint_id, kind = job.kind.as_str());
+                // Provider calls can outlast a lease (a `modal deploy` takes
+                // minutes): renew it in the background while the job runs.
+                let renewal = tokio::spawn(renew_lease(deployer.clone(), job.id.clone()));
                 tracing::Instrument::instrument(flow::execute(&deployer, job, shutdown), span)
                     .await;
+                renewal.abort();
                 if let Ok(mut running) = deployer.running.lock() {
                     running.remove(&job_id);
                 }
@@ -250,9 +313,39 @@ impl Deployer {
         false
     }
 
+    /// Keeps a deploy's new key (encrypted) for one hand-out.
+    pub async fn store_job_key(
+        &self,
+        job: &DeployJob,
+        key_id: &str,
+        sealed: &str,
+    ) -> Result<bool, StoreError> {
+        self.store
+            .set_job_key(&job.id, &self.owner, key_id, sealed)
+            .await
+    }
+
     /// Parses a provider name as the API gives it.
     pub fn provider_kind(name: &str) -> Option<ProviderKind> {
         ProviderKind::parse(name)
+    }
+}
+
+/// Extends a running job's lease every third of the lease, until aborted.
+async fn renew_lease(deployer: Arc<Deployer>, job_id: String) {
+    let period = (deployer.settings.lease / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(period).await;
+        let until = now_ms() + lease_ms(deployer.settings.lease);
+        match deployer
+            .store
+            .renew_lease(&job_id, &deployer.owner, until)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => tracing::warn!(%error, "cannot renew the job's lease"),
+        }
     }
 }
 

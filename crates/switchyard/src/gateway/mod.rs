@@ -358,7 +358,7 @@ async fn forward(
             status_code: status.as_u16(),
             usage,
             estimated_output_tokens: estimated_output,
-            error_code: (!status.is_success()).then(|| format!("upstream_{}", status.as_u16())),
+            error_code: (!status.is_success()).then(|| upstream_error_code(status, &bytes)),
             first_byte: None,
             upstream_finished: Instant::now(),
         });
@@ -526,6 +526,16 @@ fn upstream_failure(meter: Meter, error: UpstreamError) -> HttpError {
         _ => "the endpoint's upstream server is unreachable".to_owned(),
     };
     HttpError::new(status, "server_error", code, message)
+}
+
+/// The usage record's error code of an upstream error answer. Out-of-memory
+/// failures get their own code so the health monitor can suggest a larger GPU.
+fn upstream_error_code(status: StatusCode, body: &[u8]) -> String {
+    if status.is_server_error() && memchr::memmem::find(body, b"out of memory").is_some() {
+        "upstream_out_of_memory".to_owned()
+    } else {
+        format!("upstream_{}", status.as_u16())
+    }
 }
 
 /// Bytes of generated text in a non-streamed completion (for estimating output

@@ -261,6 +261,9 @@ impl Provisioner for RunPod {
     }
 
     async fn delete(&self, resource: &ProviderResource) -> Result<(), ProviderError> {
+        if resource.details.get("kind").map(String::as_str) == Some("template") {
+            return self.delete_template(&resource.id).await;
+        }
         let api = self.rest()?;
         let path = format!("/v2/serverless/{}", path_segment(&resource.id));
         match api.send(Method::DELETE, &path, None).await {
@@ -317,14 +320,32 @@ impl Provisioner for RunPod {
             .into_iter()
             .filter(|endpoint| managed_name(&endpoint.name).starts_with(MANAGED_PREFIX))
             .collect();
-        if endpoints.is_empty() {
-            return Ok(Vec::new());
-        }
         let templates = self.templates().await?;
-        Ok(endpoints
+        let mut resources: Vec<ProviderResource> = endpoints
             .iter()
             .map(|endpoint| self.resource(endpoint, &templates))
-            .collect())
+            .collect();
+        // A `sy-` template without its endpoint (a create interrupted between
+        // the two steps) is a resource of its own, so reconcile removes it.
+        for template in templates.iter().filter(|template| {
+            template.name.starts_with(MANAGED_PREFIX)
+                && !endpoints
+                    .iter()
+                    .any(|endpoint| managed_name(&endpoint.name) == template.name)
+        }) {
+            resources.push(ProviderResource {
+                provider: PROVIDER,
+                id: template.id.clone(),
+                name: template.name.clone(),
+                details: [
+                    ("kind".to_owned(), "template".to_owned()),
+                    ("template_id".to_owned(), template.id.clone()),
+                ]
+                .into_iter()
+                .collect(),
+            });
+        }
+        Ok(resources)
     }
 }
 

@@ -146,6 +146,11 @@ fn is_running(pid: u32, program: &str) -> bool {
         return false;
     }
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if cmdline.is_empty() {
+        // The command line reads empty while the process is between execs
+        // (an interpreter shim starting the real program): it still runs.
+        return true;
+    }
     let program_name = Path::new(program)
         .file_name()
         .map(|name| name.to_string_lossy().to_string())

@@ -53,6 +53,23 @@ impl Store {
         row.as_ref().map(rows::job).transpose()
     }
 
+    /// The newest deploy or redeploy job of an endpoint (not a terminate job).
+    pub async fn latest_deploy_job(
+        &self,
+        endpoint_id: &str,
+    ) -> Result<Option<DeployJob>, StoreError> {
+        let query = format!(
+            "SELECT {} FROM deploy_jobs WHERE endpoint_id = $1 AND kind IN ('deploy', 'redeploy') \
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+            rows::JOB_COLUMNS
+        );
+        let row = sqlx::query(&query)
+            .bind(endpoint_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::job).transpose()
+    }
+
     /// Jobs not finished, oldest first.
     pub async fn unfinished_jobs(&self) -> Result<Vec<DeployJob>, StoreError> {
         let query = format!(
@@ -83,6 +100,24 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Extends the lease of a job this owner holds (`false` = lost).
+    pub async fn renew_lease(
+        &self,
+        job_id: &str,
+        owner: &str,
+        lease_until: i64,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE deploy_jobs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3 AND state IN ('queued', 'running')",
+        )
+        .bind(lease_until)
+        .bind(job_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
     /// Releases every lease (a single-process SQLite server after a restart).
     pub async fn release_all_leases(&self) -> Result<u64, StoreError> {
         let result = sqlx::query(
@@ -94,11 +129,12 @@ impl Store {
     }
 
     /// Writes a job's progress; only the lease holder may (`false` = lease lost).
+    /// The key secret is not written here (see [`Store::set_job_key`]).
     pub async fn save_job(&self, job: &DeployJob, owner: &str) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "UPDATE deploy_jobs SET state = $1, stage = $2, progress = $3, plan = $4, resource = $5, \
-             attempts = $6, key_id = $7, key_secret_encrypted = $8, error = $9, lease_until = $10, \
-             updated_at = $11, finished_at = $12, lease_owner = $13 WHERE id = $14 AND lease_owner = $15",
+             attempts = $6, key_id = $7, error = $8, lease_until = $9, updated_at = $10, finished_at = $11, \
+             lease_owner = $12 WHERE id = $13 AND lease_owner = $14",
         )
         .bind(job.state.as_str())
         .bind(job.stage.as_str())
@@ -107,7 +143,6 @@ impl Store {
         .bind(&job.resource)
         .bind(&job.attempts)
         .bind(&job.key_id)
-        .bind(&job.key_secret_encrypted)
         .bind(&job.error)
         .bind(job.lease_until)
         .bind(now_ms())
@@ -120,14 +155,40 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Stores the new key of a deploy (its secret encrypted) for one later
+    /// hand-out. `save_job` never writes the secret, so a save that races a
+    /// hand-out cannot bring it back.
+    pub async fn set_job_key(
+        &self,
+        job_id: &str,
+        owner: &str,
+        key_id: &str,
+        key_secret_encrypted: &str,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE deploy_jobs SET key_id = $1, key_secret_encrypted = $2 WHERE id = $3 AND lease_owner = $4",
+        )
+        .bind(key_id)
+        .bind(key_secret_encrypted)
+        .bind(job_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
     /// Hands out the new key of a finished deploy once, then forgets it.
     pub async fn take_job_key(&self, job_id: &str) -> Result<Option<String>, StoreError> {
         let job = self.get_job(job_id).await?;
-        let Some(secret) = job.key_secret_encrypted else {
+        let Some(secret) = job
+            .key_secret_encrypted
+            .filter(|_| job.state == JobState::Succeeded)
+        else {
             return Ok(None);
         };
         let result = sqlx::query(
-            "UPDATE deploy_jobs SET key_secret_encrypted = NULL WHERE id = $1 AND key_secret_encrypted = $2",
+            "UPDATE deploy_jobs SET key_secret_encrypted = NULL WHERE id = $1 AND key_secret_encrypted = $2 \
+             AND state = 'succeeded'",
         )
         .bind(job_id)
         .bind(&secret)
@@ -187,6 +248,7 @@ async fn insert_job(
     .bind(job.updated_at)
     .bind(job.finished_at)
     .execute(&mut **transaction)
-    .await?;
+    .await
+    .map_err(|error| StoreError::from_write(error, "a deployment of this endpoint is already running"))?;
     Ok(())
 }

@@ -10,6 +10,7 @@ mod ledger;
 mod rows;
 mod usage;
 mod users;
+mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -22,6 +23,7 @@ use thiserror::Error;
 pub use endpoints::{EndpointFilter, EndpointPatch};
 pub use jobs::finish as finish_job;
 pub use usage::{EndpointUsageSummary, UsageSummary};
+pub use webhooks::Webhook;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

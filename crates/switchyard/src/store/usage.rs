@@ -368,6 +368,26 @@ fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+impl Store {
+    /// Counts an endpoint's failed records with `error_code` since `since_ms`.
+    pub async fn count_errors_with_code(
+        &self,
+        endpoint_id: &str,
+        error_code: &str,
+        since_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM usage_records WHERE endpoint_id = $1 AND created_at >= $2 AND error_code = $3",
+        )
+        .bind(endpoint_id)
+        .bind(since_ms)
+        .bind(error_code)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{placeholders, Backend};

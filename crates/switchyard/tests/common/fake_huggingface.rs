@@ -249,6 +249,11 @@ impl FakeHuggingFace {
             .map(|endpoint| endpoint.render(&self.shared.base_url))
     }
 
+    /// Names of every endpoint the fake holds, in order.
+    pub fn endpoint_names(&self) -> Vec<String> {
+        self.inner().endpoints.keys().cloned().collect()
+    }
+
     /// `(path, body)` of every request to an endpoint's inference routes.
     pub fn inference_requests(&self) -> Vec<(String, Value)> {
         self.inner().inference.clone()

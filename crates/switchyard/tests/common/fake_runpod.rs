@@ -81,6 +81,7 @@ struct World {
     templates: BTreeMap<String, Template>,
     sim: Sim,
     fail_next_create: Option<(u16, Value)>,
+    fail_next_update: Option<(u16, Value)>,
     no_capacity: bool,
     rate_limited: usize,
     retry_after: u64,
@@ -176,6 +177,7 @@ impl FakeRunPod {
                     throttled: false,
                 },
                 fail_next_create: None,
+                fail_next_update: None,
                 no_capacity: false,
                 rate_limited: 0,
                 retry_after: 1,
@@ -287,6 +289,12 @@ impl FakeRunPod {
         self.world().fail_next_create = Some((status, body));
     }
 
+    /// The next endpoint update (`PATCH /v2/serverless/{id}`) answers
+    /// `status` with `body` (after validation) and changes nothing.
+    pub fn fail_next_update(&self, status: u16, body: Value) {
+        self.world().fail_next_update = Some((status, body));
+    }
+
     /// Endpoint creates answer 400: no GPUs available in the requested pools.
     pub fn set_no_capacity(&self, on: bool) {
         self.world().no_capacity = on;
@@ -375,6 +383,27 @@ impl FakeRunPod {
             openai_requests: 0,
         };
         self.world().endpoints.insert(id.clone(), endpoint);
+        id
+    }
+
+    /// Adds a serverless template bound to no endpoint (as a create that
+    /// stopped between its two steps leaves one); returns its id.
+    pub fn add_unbound_template(&self, name: &str) -> String {
+        let id = new_id("tp");
+        let template = Template {
+            id: id.clone(),
+            name: name.to_owned(),
+            image: WORKER_IMAGE.to_owned(),
+            env: Map::new(),
+            disk: 50,
+            serverless: true,
+            category: "NVIDIA".to_owned(),
+            start_ssh: false,
+            start_jupyter: false,
+            allowed_cuda: json!([]),
+            bound_to: None,
+        };
+        self.world().templates.insert(id.clone(), template);
         id
     }
 
@@ -1028,6 +1057,9 @@ async fn update_endpoint(
     Json(body): Json<Value>,
 ) -> Response {
     let mut world = fake.world.lock().unwrap();
+    if let Some((status, failure)) = world.fail_next_update.take() {
+        return raw_problem(status, &failure);
+    }
     let sim = world.sim;
     let jobs_url = world.jobs_url.clone();
     let Some(endpoint) = world.endpoints.get_mut(&id) else {

@@ -73,7 +73,7 @@ impl FakeUpstream {
         }
     }
 
-    /// The OpenAI base URL for a behaviour: `v1`, `slow`, `error500`, `error400`, `nousage`, `held`.
+    /// The OpenAI base URL for a behaviour: `v1`, `slow`, `error500`, `oom`, `error400`, `nousage`, `held`.
     pub fn url(&self, mode: &str) -> String {
         format!("{}/{mode}", self.base)
     }
@@ -100,6 +100,10 @@ async fn behave(mode: &str) -> Option<Response> {
         }
         "error500" => Some(
             (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error":{"message":"upstream exploded","type":"server_error","code":500}})))
+                .into_response(),
+        ),
+        "oom" => Some(
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error":{"message":"CUDA out of memory. Tried to allocate 2.00 GiB","type":"server_error","code":500}})))
                 .into_response(),
         ),
         "error400" => Some(

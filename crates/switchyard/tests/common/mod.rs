@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod deploy;
 pub mod fake_huggingface;
 pub mod fake_modal;
 pub mod fake_replicate;
