@@ -762,3 +762,45 @@ on_both_backends!(cut_requests_are_still_metered, |backend| async move {
     );
     assert!(records[0].output_tokens >= 1);
 });
+
+on_both_backends!(
+    a_client_that_leaves_after_done_completed_its_stream,
+    |backend| async move {
+        // The upstream closes its body two seconds after `[DONE]`; the SDKs
+        // close the connection at `[DONE]`. That request is complete.
+        let upstream = FakeUpstream::start().await;
+        let server = TestServer::start(backend).await;
+        let tenant = server.tenant("done", &upstream.url("lingering")).await;
+        let response = server.chat(&tenant.api_key, &tenant.model, true).await;
+        let mut body = response.bytes_stream();
+        let mut seen = Vec::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            seen.extend_from_slice(&chunk);
+            if String::from_utf8_lossy(&seen).contains("data: [DONE]") {
+                break;
+            }
+        }
+        drop(body);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let records = loop {
+            let (records, _) = server
+                .state()
+                .store
+                .list_usage(&tenant.user_id, &tenant.endpoint_id, 10, 0)
+                .await
+                .unwrap();
+            if !records.is_empty() {
+                break records;
+            }
+            assert!(Instant::now() < deadline, "no usage record");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(records.len(), 1);
+        assert!(records[0].success, "{:?}", records[0]);
+        assert_eq!(records[0].error_code, None);
+        assert_eq!(
+            records[0].output_tokens,
+            common::fake_upstream::STREAM_CHUNKS
+        );
+    }
+);

@@ -160,7 +160,6 @@ struct NewDeploy {
 async fn start_deploy(
     state: &SharedState,
     user_id: &str,
-    headers: &HeaderMap,
     new: NewDeploy,
 ) -> Result<(Endpoint, crate::domain::DeployJob), HttpError> {
     let now = now_ms();
@@ -209,7 +208,6 @@ async fn start_deploy(
     state.registry.reload().await?;
     state.deployer.announce(&job, &endpoint.name);
     state.deployer.notify();
-    let _ = headers;
     Ok((endpoint, job))
 }
 
@@ -333,7 +331,6 @@ pub async fn deploy(
     let (endpoint, job) = start_deploy(
         &state,
         &user.id,
-        &headers,
         NewDeploy {
             request,
             description,
@@ -834,7 +831,6 @@ pub async fn training_complete(
     let result = start_deploy(
         &state,
         &user.id,
-        &headers,
         NewDeploy {
             request,
             description: format!("Trained by job {}", payload.training_job_id),

@@ -599,7 +599,7 @@ async fn apply_upstream(
         )
     };
     let resource = job.resource.clone();
-    let patch = EndpointPatch {
+    let mut patch = EndpointPatch {
         upstream_base_url: Some(upstream.base_url.trim_end_matches('/').to_owned()),
         upstream_model: Some(upstream.model.clone()),
         upstream_key_encrypted: Some(key.map(|key| deployer.secrets.encrypt(&key))),
@@ -611,7 +611,6 @@ async fn apply_upstream(
         last_active_at: scaled_to_zero.then_some(None),
         ..EndpointPatch::default()
     };
-    let mut patch = patch;
     if job.kind == JobKind::Redeploy {
         // The swap happens at once: the new resource serves from now on.
         patch.status = Some(if scaled_to_zero {

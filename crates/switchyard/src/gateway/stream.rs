@@ -43,6 +43,9 @@ pub struct MeteredStream {
     idle: Pin<Box<Sleep>>,
     hard_stop: Pin<Box<WaitForCancellationFutureOwned>>,
     finished: bool,
+    /// The upstream sent `[DONE]`: the stream is complete even if the client
+    /// goes away before the upstream closes its body.
+    saw_done: bool,
 }
 
 impl MeteredStream {
@@ -69,6 +72,7 @@ impl MeteredStream {
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
             hard_stop: Box::pin(hard_stop.cancelled_owned()),
             finished: false,
+            saw_done: false,
         }
     }
 
@@ -113,6 +117,7 @@ impl MeteredStream {
             return Verdict::Keep;
         };
         if data == b"[DONE]" {
+            self.saw_done = true;
             return Verdict::Keep;
         }
         self.content_bytes += content_length_hint(data);
@@ -231,8 +236,13 @@ impl Body for MeteredStream {
 
 impl Drop for MeteredStream {
     fn drop(&mut self) {
-        // Still metering: the client went away before the upstream finished.
-        self.finish(Some("client_disconnected"));
+        // Still metering: the client went away before the upstream finished,
+        // which only cuts the request if `[DONE]` had not arrived yet.
+        if self.saw_done {
+            self.finish(None);
+        } else {
+            self.finish(Some("client_disconnected"));
+        }
     }
 }
 

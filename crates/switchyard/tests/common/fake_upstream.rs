@@ -73,7 +73,7 @@ impl FakeUpstream {
         }
     }
 
-    /// The OpenAI base URL for a behaviour: `v1`, `slow`, `error500`, `oom`, `error400`, `nousage`, `held`.
+    /// The OpenAI base URL for a behaviour: `v1`, `slow`, `error500`, `oom`, `error400`, `nousage`, `held`, `lingering`.
     pub fn url(&self, mode: &str) -> String {
         format!("{}/{mode}", self.base)
     }
@@ -211,6 +211,13 @@ fn stream(state: Arc<Recorded>, mode: String, body: Value) -> Response {
             .is_err()
         {
             return;
+        }
+        if mode == "lingering" {
+            // Like servers that close the body a moment after `[DONE]`.
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                () = sender.closed() => {}
+            }
         }
         guard.finished = true;
     });
