@@ -73,9 +73,17 @@ impl WebhookDispatcher {
             tracing::warn!(%error, "cannot load webhook subscriptions");
         }
         let mut receiver = bus.subscribe();
+        // Subscriptions changed through another instance arrive with this reload.
+        let mut refresh = tokio::time::interval(Duration::from_secs(30));
         loop {
             let event = tokio::select! {
                 () = shutdown.cancelled() => return,
+                _ = refresh.tick() => {
+                    if let Err(error) = self.reload().await {
+                        tracing::warn!(%error, "cannot reload webhook subscriptions");
+                    }
+                    continue;
+                }
                 event = receiver.recv() => event,
             };
             match event {

@@ -387,3 +387,112 @@ on_both_backends!(
         }
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploys_need_credits_respect_private_repos_and_keep_secrets_from_servers() {
+    let hub = fake_hub().await;
+    let mut options = options(&hub, 0.0, None, None);
+    let command = fake_server_command("--print-env");
+    let base = options.configure.take().unwrap();
+    options.configure = Some(Arc::new(move |config: &mut Config| {
+        base(config);
+        config.providers.self_hosted.command = Some(command.clone());
+    }));
+    let server = TestServer::start_with(Backend::Sqlite, options).await;
+    let _stop = StopServers(server.data_dir.path().to_owned());
+    let (user_id, token) = server.create_user("careful").await;
+
+    // No credits: no deploy (a warm worker costs money).
+    let body = json!({"model_id": MODEL_ID, "model_name": "careful", "provider": "self-hosted"});
+    let (status, refused) = server
+        .post("/api/v1/endpoints/deploy", &token, body.clone())
+        .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (402, Some("insufficient_credits")),
+        "{refused}"
+    );
+    server.add_credits(&user_id, 10).await;
+
+    // A private repo read with the operator's token is not shown or deployed for a tenant.
+    let (status, preview) = server
+        .get(
+            "/api/v1/endpoints/deploy/preview?model_id=private-org/secret-model",
+            &token,
+        )
+        .await;
+    assert_eq!(
+        (status, preview["error"]["code"].as_str()),
+        (404, Some("model_not_found")),
+        "{preview}"
+    );
+    let (status, accepted) = server
+        .post(
+            "/api/v1/endpoints/deploy",
+            &token,
+            json!({"model_id": "private-org/secret-model", "provider": "self-hosted"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    let private_id = accepted["endpoint_id"].as_str().unwrap().to_owned();
+    let failed = wait_for_job(&server, &token, &private_id, "failed").await;
+    assert!(
+        failed["deployment"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("is private"),
+        "{failed}"
+    );
+    assert!(
+        server_pids(server.data_dir.path()).is_empty(),
+        "nothing was started"
+    );
+
+    // A revision that is not a branch, tag or commit is refused.
+    let mut bad = body.clone();
+    bad["revision"] = json!("../../api/whoami");
+    let (status, refused) = server.post("/api/v1/endpoints/deploy", &token, bad).await;
+    assert_eq!(
+        (status, refused["error"]["param"].as_str()),
+        (400, Some("revision")),
+        "{refused}"
+    );
+
+    // The server process gets PATH and its resource name, not the test's (or Switchyard's) environment.
+    let (status, accepted) = server.post("/api/v1/endpoints/deploy", &token, body).await;
+    assert_eq!(status, 202, "{accepted}");
+    let endpoint_id = accepted["endpoint_id"].as_str().unwrap().to_owned();
+    wait_for_job(&server, &token, &endpoint_id, "succeeded").await;
+    let logs: String = std::fs::read_dir(server.data_dir.path().join("self-hosted"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".log"))
+        .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default())
+        .collect();
+    let names: Vec<&str> = logs
+        .lines()
+        .find_map(|line| line.strip_prefix("ENV "))
+        .expect("the server printed its environment")
+        .split(' ')
+        .collect();
+    assert!(names.contains(&"PATH"), "{names:?}");
+    assert!(names.contains(&"SWITCHYARD_RESOURCE"), "{names:?}");
+    assert!(
+        std::env::var_os("CARGO_MANIFEST_DIR").is_some(),
+        "cargo runs tests with CARGO_* variables: the check below would prove nothing"
+    );
+    assert!(!names.contains(&"CARGO_MANIFEST_DIR"), "{names:?}");
+    assert!(
+        !names.iter().any(|name| name.starts_with("CARGO_")),
+        "{names:?}"
+    );
+    let (status, _) = server
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/endpoints/{endpoint_id}"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+}

@@ -114,6 +114,24 @@ fn validate_choice(
     Ok(())
 }
 
+/// A revision is a branch, tag or commit: `[A-Za-z0-9._-]`, 1 to 128 characters, no `..`.
+fn validate_revision(revision: &str) -> Result<(), HttpError> {
+    let valid = !revision.is_empty()
+        && revision.len() <= 128
+        && !revision.contains("..")
+        && revision
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(HttpError::invalid_field(
+            "revision",
+            "must be a branch, tag or commit: 1 to 128 letters, digits, '.', '_' or '-'",
+        ))
+    }
+}
+
 fn range(field: &str, value: i64, low: i64, high: i64) -> Result<i64, HttpError> {
     if (low..=high).contains(&value) {
         Ok(value)
@@ -156,12 +174,40 @@ struct NewDeploy {
     base_model: Option<String>,
 }
 
+/// Most deploys one user may have running at once.
+const MAX_ACTIVE_DEPLOYS: i64 = 10;
+
 /// Creates the endpoint (provisioning) and its job; returns both views.
+/// A user without credits cannot deploy (a warm worker costs money), nor
+/// have more than [`MAX_ACTIVE_DEPLOYS`] deploys running.
 async fn start_deploy(
     state: &SharedState,
     user_id: &str,
     new: NewDeploy,
 ) -> Result<(Endpoint, crate::domain::DeployJob), HttpError> {
+    let balance = match state.registry.account(user_id) {
+        Some(account) => account.balance(),
+        None => state.store.get_user(user_id).await?.balance_micro_usd,
+    };
+    if balance <= 0 {
+        return Err(HttpError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "insufficient_quota",
+            "insufficient_credits",
+            "your credit balance is exhausted; add credits before deploying",
+        ));
+    }
+    if state.store.count_active_jobs_of_user(user_id).await? >= MAX_ACTIVE_DEPLOYS {
+        return Err(HttpError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "too_many_deployments",
+            format!(
+                "at most {MAX_ACTIVE_DEPLOYS} deployments may run at once; wait for one to finish"
+            ),
+        )
+        .with_retry_after(30));
+    }
     let now = now_ms();
     let request = new.request;
     let endpoint = Endpoint {
@@ -313,9 +359,13 @@ pub async fn deploy(
             "must be at most 2000 characters",
         ));
     }
+    let revision = body.revision.or(url_revision);
+    if let Some(revision) = &revision {
+        validate_revision(revision)?;
+    }
     let request = DeployRequest {
         model_id,
-        revision: body.revision.or(url_revision),
+        revision,
         model_name,
         modality: body.modality,
         parameters,
@@ -385,7 +435,7 @@ fn parse_query_enum<T>(
 /// alternatives and the monthly estimate in credits, before deploying.
 pub async fn preview(
     State(state): State<SharedState>,
-    Caller(_user): Caller,
+    Caller(caller): Caller,
     ApiQuery(query): ApiQuery<PreviewQuery>,
 ) -> Result<Json<Value>, HttpError> {
     let model = query
@@ -448,6 +498,21 @@ pub async fn preview(
         })
         .transpose()?;
     let info = match state.deployer.hub.model_info(&model_id, revision.as_deref()).await {
+        Ok(info)
+            if info.private
+                && !state
+                    .store
+                    .user_trained_repo(&caller.id, &format!("https://huggingface.co/{model_id}"))
+                    .await? =>
+        {
+            // Read with the operator's token: do not show another tenant's private model.
+            return Err(HttpError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "model_not_found",
+                format!("model `{model_id}` does not exist on the Hugging Face Hub or is not visible with the configured HF_TOKEN"),
+            ));
+        }
         Ok(info) => Some(info),
         Err(error) if parameters.is_some() => {
             tracing::info!(%error, "hub analysis failed; using the given parameter count");
@@ -560,10 +625,14 @@ pub async fn deployment_status(
     owned_endpoint(&state, &user.id, &endpoint_id).await?;
     let job = state
         .store
-        .latest_job(&endpoint_id)
+        .latest_deploy_job(&endpoint_id)
         .await?
         .ok_or_else(|| HttpError::not_found("deployment"))?;
-    let api_key = if job.state == JobState::Succeeded {
+    // The first deploy's key waits there until taken, even after redeploys.
+    let first = state.store.first_deploy_job(&endpoint_id).await?;
+    let api_key = if let Some(first) = first.filter(|first| first.state == JobState::Succeeded) {
+        take_key(&state, &first.id).await
+    } else if job.state == JobState::Succeeded {
         take_key(&state, &job.id).await
     } else {
         None
@@ -748,11 +817,13 @@ pub async fn training_complete(
             "must be 1 to 200 characters",
         ));
     }
-    let user = state
-        .store
-        .get_user(&payload.user_id)
-        .await
-        .map_err(|_| HttpError::invalid_field("user_id", "no such user"))?;
+    let user = match state.store.get_user(&payload.user_id).await {
+        Ok(user) => user,
+        Err(crate::store::StoreError::NotFound) => {
+            return Err(HttpError::invalid_field("user_id", "no such user"))
+        }
+        Err(error) => return Err(error.into()),
+    };
     if let Some(existing) = state
         .store
         .endpoint_for_training_job(&user.id, &payload.training_job_id)

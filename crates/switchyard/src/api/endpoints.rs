@@ -362,10 +362,28 @@ pub async fn update_endpoint(
     } else {
         false
     };
-    let endpoint = state
+    let endpoint = match state
         .store
         .update_endpoint(&user.id, &endpoint_id, patch)
-        .await?;
+        .await
+    {
+        Ok(endpoint) => endpoint,
+        Err(error) => {
+            if propagated {
+                // The store refused the change: put the provider back as it was.
+                let restore = EndpointPatch {
+                    min_workers: Some(current.min_workers),
+                    max_workers: Some(current.max_workers),
+                    idle_timeout_seconds: Some(current.idle_timeout_seconds),
+                    ..EndpointPatch::default()
+                };
+                if let Err(restore_error) = propagate_scaling(&state, &current, &restore).await {
+                    tracing::error!(error = %restore_error.message, "cannot restore the provider's scaling");
+                }
+            }
+            return Err(error.into());
+        }
+    };
     state.registry.reload().await?;
     let public = views::public_url(&state, &headers);
     Ok(Json(

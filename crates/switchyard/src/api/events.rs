@@ -59,6 +59,10 @@ pub async fn events(State(state): State<SharedState>, request: Request) -> Respo
     if wants_upgrade {
         return match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
             Ok(upgrade) => {
+                // Clients send nothing but pings and closes: small frames only.
+                let upgrade = upgrade
+                    .max_message_size(64 * 1024)
+                    .max_frame_size(64 * 1024);
                 // Subscribed before the upgrade: nothing published meanwhile is missed.
                 let cursor = Cursor::new(state.clone(), &user, since, endpoint_filter);
                 upgrade.on_upgrade(move |socket| serve_socket(state, cursor, socket))

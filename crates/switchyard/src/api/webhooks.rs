@@ -1,8 +1,6 @@
 //! Outbound webhook subscriptions: `POST/GET /api/v1/webhooks`,
 //! `DELETE /api/v1/webhooks/{id}`. The signing secret is shown once.
 
-use std::net::IpAddr;
-
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -38,21 +36,42 @@ fn view(hook: &Webhook) -> Value {
     })
 }
 
-/// Whether a host names this machine or a private network (SSRF guard).
-fn is_private_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.eq_ignore_ascii_case("localhost") || host.ends_with(".localhost") {
+/// Whether a URL's host names this machine or a private network (SSRF
+/// guard). The host is normalised as HTTP clients read it, so `2130706433`,
+/// `0x7f.1` and `[::ffff:127.0.0.1]` are all seen as 127.0.0.1. Names are not
+/// resolved here: a public name that resolves to a private address passes.
+fn is_private_url(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
         return true;
-    }
-    match host.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => {
-            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
+    };
+    match parsed.host() {
+        None => true,
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost") || name.ends_with(".internal")
         }
-        Ok(IpAddr::V6(ip)) => {
-            ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00
-        }
-        Err(_) => false,
+        Some(url::Host::Ipv4(ip)) => is_private_v4(ip),
+        Some(url::Host::Ipv6(ip)) => match ip.to_ipv4_mapped() {
+            Some(v4) => is_private_v4(v4),
+            None => {
+                let first = ip.segments()[0];
+                ip.is_loopback()
+                    || ip.is_unspecified()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80
+            }
+        },
     }
+}
+
+fn is_private_v4(ip: std::net::Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || (a == 100 && (64..128).contains(&b))
 }
 
 /// `POST /api/v1/webhooks`: `{"url","events"?}` → 201 with the secret, once.
@@ -62,10 +81,7 @@ pub async fn create_webhook(
     ApiJson(request): ApiJson<CreateWebhook>,
 ) -> Result<impl IntoResponse, HttpError> {
     let url = super::endpoints::validate_base_url("url", &request.url)?;
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|_| HttpError::invalid_field("url", "is not a URL"))?;
-    if !state.settings.allow_private_webhooks && uri.host().is_some_and(is_private_host) {
+    if !state.settings.allow_private_webhooks && is_private_url(&url) {
         return Err(HttpError::invalid_field(
             "url",
             "points at this machine or a private network; set SWITCHYARD_WEBHOOK_ALLOW_PRIVATE=true to allow it",
@@ -123,7 +139,10 @@ pub async fn delete_webhook(
         .store
         .delete_webhook(&user.id, &webhook_id)
         .await
-        .map_err(|_| HttpError::not_found("webhook"))?;
+        .map_err(|error| match error {
+            crate::store::StoreError::NotFound => HttpError::not_found("webhook"),
+            other => other.into(),
+        })?;
     state.webhooks.reload().await?;
     Ok(Json(json!({"id": webhook_id, "deleted": true})))
 }
@@ -133,21 +152,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn private_hosts_are_recognised() {
+    fn private_hosts_are_recognised_in_every_spelling() {
         for host in [
             "localhost",
             "127.0.0.1",
             "10.1.2.3",
             "192.168.0.9",
             "[::1]",
-            "169.254.1.1",
+            "169.254.169.254",
             "0.0.0.0",
             "[fd00::1]",
+            "2130706433",
+            "0x7f.1",
+            "0177.0.0.1",
+            "[::ffff:127.0.0.1]",
+            "[::ffff:169.254.169.254]",
+            "[fe80::1]",
+            "100.64.0.1",
+            "metadata.internal",
         ] {
-            assert!(is_private_host(host), "{host}");
+            assert!(is_private_url(&format!("http://{host}/hook")), "{host}");
         }
         for host in ["example.com", "8.8.8.8", "[2001:db8::1]"] {
-            assert!(!is_private_host(host), "{host}");
+            assert!(!is_private_url(&format!("https://{host}/hook")), "{host}");
         }
     }
 }

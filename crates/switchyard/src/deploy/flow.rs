@@ -129,6 +129,14 @@ fn resource_of(job: &DeployJob) -> Option<ProviderResource> {
         .filter(|resource| !resource.id.is_empty())
 }
 
+/// The provider and name a job claimed before creating its resource.
+fn claimed_name(job: &DeployJob) -> Option<(ProviderKind, String)> {
+    let value: Value = serde_json::from_str(job.resource.as_deref()?).ok()?;
+    let kind = ProviderKind::parse(value.get("provider")?.as_str()?)?;
+    let name = value.get("name")?.as_str()?.to_owned();
+    Some((kind, name))
+}
+
 /// The provider resource name of a job's option: deterministic, so a
 /// resumed job finds it, and distinct per option, so a fallback on the same
 /// provider never picks up the resource of the option that failed.
@@ -220,6 +228,13 @@ async fn analyze(deployer: &Deployer, job: &mut DeployJob) -> Step {
         .model_info(&request.model_id, request.revision.as_deref())
         .await
     {
+        Ok(info) if info.private && !may_use_private(deployer, job, &request).await => {
+            let message = format!(
+                "model `{}` is private: only the training jobs that produced it can deploy it",
+                request.model_id
+            );
+            return fail(deployer, job, &message).await;
+        }
         Ok(info) => {
             let profile = info.profile(request.modality, request.parameters, request.precision);
             json!({
@@ -250,6 +265,20 @@ async fn analyze(deployer: &Deployer, job: &mut DeployJob) -> Step {
     set_plan(job, &plan);
     progress(deployer, job, JobStage::Selecting, 20, None);
     Step::Continue
+}
+
+/// A private repository is read with the operator's token: only a training
+/// job (or an endpoint a training job of the same user made) may deploy it.
+async fn may_use_private(deployer: &Deployer, job: &DeployJob, request: &DeployRequest) -> bool {
+    if request.training_job_id.is_some() {
+        return true;
+    }
+    let url = format!("https://huggingface.co/{}", request.model_id);
+    deployer
+        .store
+        .user_trained_repo(&job.user_id, &url)
+        .await
+        .unwrap_or(false)
 }
 
 /// Providers outside the price table, chosen only explicitly.
@@ -519,6 +548,10 @@ async fn wait_ready(deployer: &Deployer, job: &mut DeployJob) -> Step {
     match provisioner.status(&resource).await {
         Ok(status) if status.state.is_usable() => {
             let Some(upstream) = status.upstream else {
+                if elapsed > timeout {
+                    let message = "ready but without an address to send requests to".to_owned();
+                    return fallback(deployer, job, &option, "ready_timeout", &message).await;
+                }
                 return Step::Wait(deployer.settings.poll_interval);
             };
             let scaled_to_zero = status.state == ResourceState::ScaledToZero;
@@ -720,7 +753,8 @@ async fn complete(deployer: &Deployer, job: &mut DeployJob) -> Step {
     finish_job(job, JobState::Succeeded);
     // Saved before the events go out: a listener that takes the key must find the job finished.
     if !deployer.save(job).await {
-        return Step::Wait(deployer.settings.poll_interval);
+        // Another server holds the job now (or the store is down): it finishes it.
+        return Step::Done;
     }
     let option = plan.options.get(plan.index);
     deployer.events.publish(
@@ -825,6 +859,13 @@ async fn fallback(
 async fn release_resource(deployer: &Deployer, job: &mut DeployJob) {
     if let Some(resource) = resource_of(job) {
         delete_resource(deployer, &resource).await;
+    } else if let Some((kind, name)) = claimed_name(job) {
+        // Only the name was saved: a create may still have made the resource.
+        if let Some(provisioner) = deployer.providers.get(kind) {
+            if let Ok(Some(resource)) = provisioner.find(&name).await {
+                delete_resource(deployer, &resource).await;
+            }
+        }
     }
     job.resource = None;
     if job.kind == JobKind::Deploy {

@@ -37,6 +37,8 @@ pub struct MonitorSettings {
     pub scale_step: u32,
     pub scale_ceiling: u32,
     pub auto_recovery: bool,
+    /// Failed checks in a row before a recovery runs (one bad check is not an outage).
+    pub unhealthy_threshold: u32,
     /// Least time between two recoveries of one endpoint.
     pub recovery_cooldown: Duration,
     /// Balance (micro-dollars) under which a user is warned, once per crossing.
@@ -55,6 +57,7 @@ impl Default for MonitorSettings {
             scale_step: 2,
             scale_ceiling: 10,
             auto_recovery: true,
+            unhealthy_threshold: 2,
             recovery_cooldown: Duration::from_secs(10 * 60),
             low_credits_micro_usd: 1_000_000,
         }

@@ -28,7 +28,55 @@ pub async fn run(deployer: Arc<Deployer>, shutdown: CancellationToken) {
 }
 
 /// One pass over every configured provider; returns how many orphans were deleted.
+///
+/// The providers are listed first and the store is read after, so a
+/// resource created during the listing is always accounted for; every name
+/// a running job may still create is expected, claimed or not; and each
+/// candidate is checked against the store again just before it is deleted.
 pub async fn reconcile_once(deployer: &Deployer) -> Result<usize, crate::store::StoreError> {
+    let mut listed: Vec<ProviderResource> = Vec::new();
+    for kind in ProviderKind::ALL {
+        if *kind == ProviderKind::External || !deployer.providers.is_available(*kind) {
+            continue;
+        }
+        let Some(provisioner) = deployer.providers.get(*kind) else {
+            continue;
+        };
+        match provisioner.list_managed().await {
+            Ok(managed) => listed.extend(managed),
+            Err(error) => {
+                tracing::warn!(provider = %kind, %error, "cannot list provider resources")
+            }
+        }
+    }
+    if listed.is_empty() {
+        return Ok(0);
+    }
+    let mut expected = expected_names(deployer).await?;
+    let mut deleted = 0;
+    for resource in listed {
+        let key = (resource.provider.as_str().to_owned(), resource.name.clone());
+        if expected.contains(&key) {
+            continue;
+        }
+        // A job may have started since the first read: look again.
+        expected = expected_names(deployer).await?;
+        if expected.contains(&key) {
+            continue;
+        }
+        tracing::warn!(provider = %resource.provider, resource = %resource.id, name = %resource.name, "deleting an orphaned provider resource");
+        if super::flow::delete_resource(deployer, &resource).await {
+            deleted += 1;
+            metrics::counter!("switchyard_orphans_deleted_total", "provider" => resource.provider.as_str()).increment(1);
+        }
+    }
+    Ok(deleted)
+}
+
+/// Every (provider, name) a live endpoint or an unfinished job accounts for.
+async fn expected_names(
+    deployer: &Deployer,
+) -> Result<HashSet<(String, String)>, crate::store::StoreError> {
     let mut expected: HashSet<(String, String)> = HashSet::new();
     for (endpoint, deleted) in deployer.store.list_all_endpoints().await? {
         if deleted {
@@ -43,6 +91,21 @@ pub async fn reconcile_once(deployer: &Deployer) -> Result<usize, crate::store::
         }
     }
     for job in deployer.store.unfinished_jobs().await? {
+        let plan = job
+            .plan
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<super::flow::Plan>(text).ok())
+            .unwrap_or_default();
+        // Any option of the job may be created next, on any provider.
+        for index in 0..=plan.options.len() {
+            let name = super::flow::job_resource_name(&job.id, index);
+            for kind in ProviderKind::ALL {
+                expected.insert((kind.as_str().to_owned(), name.clone()));
+            }
+        }
+        if let Some(previous) = plan.previous_resource {
+            expected.insert((previous.provider.as_str().to_owned(), previous.name));
+        }
         if let Some(value) = job
             .resource
             .as_deref()
@@ -55,42 +118,6 @@ pub async fn reconcile_once(deployer: &Deployer) -> Result<usize, crate::store::
                 expected.insert((provider.to_owned(), name.to_owned()));
             }
         }
-        if let Some(plan) = job
-            .plan
-            .as_deref()
-            .and_then(|text| serde_json::from_str::<super::flow::Plan>(text).ok())
-        {
-            if let Some(previous) = plan.previous_resource {
-                expected.insert((previous.provider.as_str().to_owned(), previous.name));
-            }
-        }
     }
-    let mut deleted = 0;
-    for kind in ProviderKind::ALL {
-        if *kind == ProviderKind::External || !deployer.providers.is_available(*kind) {
-            continue;
-        }
-        let Some(provisioner) = deployer.providers.get(*kind) else {
-            continue;
-        };
-        let managed = match provisioner.list_managed().await {
-            Ok(managed) => managed,
-            Err(error) => {
-                tracing::warn!(provider = %kind, %error, "cannot list provider resources");
-                continue;
-            }
-        };
-        for resource in managed {
-            if expected.contains(&(kind.as_str().to_owned(), resource.name.clone())) {
-                continue;
-            }
-            tracing::warn!(provider = %kind, resource = %resource.id, name = %resource.name, "deleting an orphaned provider resource");
-            if super::flow::delete_resource(deployer, &resource).await {
-                deleted += 1;
-                metrics::counter!("switchyard_orphans_deleted_total", "provider" => kind.as_str())
-                    .increment(1);
-            }
-        }
-    }
-    Ok(deleted)
+    Ok(expected)
 }

@@ -105,6 +105,9 @@ pub struct SelfHostedConfig {
     pub startup_timeout: Duration,
     /// Where each server's log is kept.
     pub log_dir: PathBuf,
+    /// Extra environment variables the servers get (`SWITCHYARD_SELF_HOSTED_ENV`,
+    /// comma-separated, e.g. `HF_TOKEN`); Switchyard's own secrets never pass.
+    pub pass_env: Vec<String>,
 }
 
 /// The Hugging Face Hub API used for model analysis.
@@ -207,6 +210,15 @@ impl ProvidersConfig {
                     .unwrap_or_else(|| "/health".to_owned()),
                 startup_timeout: seconds("SWITCHYARD_SELF_HOSTED_STARTUP_TIMEOUT_SECONDS", 600),
                 log_dir: data_dir.join("self-hosted"),
+                pass_env: get("SWITCHYARD_SELF_HOSTED_ENV")
+                    .map(|text| {
+                        text.split(',')
+                            .map(str::trim)
+                            .filter(|name| !name.is_empty() && !name.starts_with("SWITCHYARD_"))
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             },
             hub: HubConfig {
                 base_url: url(

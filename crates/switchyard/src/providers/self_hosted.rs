@@ -130,6 +130,45 @@ impl SelfHosted {
     fn state_of(&self, resource: &ProviderResource) -> Option<ServerState> {
         self.read_state(&resource.name)
     }
+
+    /// Writes a state file atomically (temporary file, then rename).
+    fn write_state(&self, state: &ServerState) -> Result<(), ProviderError> {
+        let path = self.state_path(&state.name);
+        let temporary = path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(state).unwrap_or_default();
+        std::fs::write(&temporary, text)
+            .and_then(|()| std::fs::rename(&temporary, &path))
+            .map_err(|error| ProviderError::Process {
+                provider: KIND,
+                message: format!("cannot write the server's state file: {error}"),
+            })
+    }
+
+    /// Whether an environment variable of Switchyard reaches the servers.
+    fn passes_env(&self, name: &str) -> bool {
+        const ALWAYS: &[&str] = &[
+            "PATH",
+            "HOME",
+            "USER",
+            "LANG",
+            "LC_ALL",
+            "TZ",
+            "TMPDIR",
+            "LD_LIBRARY_PATH",
+            "PYENV_ROOT",
+            "PYENV_VERSION",
+            "VIRTUAL_ENV",
+            "XDG_CACHE_HOME",
+            "HF_HOME",
+            "HF_HUB_CACHE",
+            "HF_HUB_OFFLINE",
+            "TRANSFORMERS_CACHE",
+        ];
+        ALWAYS.contains(&name)
+            || name.starts_with("CUDA_")
+            || name.starts_with("NVIDIA_")
+            || self.config.pass_env.iter().any(|allowed| allowed == name)
+    }
 }
 
 fn base_url(state: &ServerState) -> String {
@@ -216,10 +255,34 @@ fn render(template: &str, spec: &DeploySpec, host: &str, port: u16) -> Result<Ve
         .collect())
 }
 
+/// The last lines of a log (at most its last 4 KiB are read).
 fn log_tail(path: &str) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let length = file.metadata().map(|meta| meta.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(length.saturating_sub(4096)));
+    let mut bytes = Vec::new();
+    let _ = file.take(4096).read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().rev().take(5).collect();
     lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+/// Sends a signal to a process group with `kill(1)`.
+async fn signal(group: &str, name: &str) -> Result<(), ProviderError> {
+    let status = tokio::process::Command::new("kill")
+        .args([&format!("-{name}"), "--", group])
+        .status()
+        .await
+        .map_err(|error| ProviderError::Process {
+            provider: KIND,
+            message: format!("cannot run kill: {error}"),
+        })?;
+    // A group that is already gone is fine; the caller checks the process.
+    let _ = status;
+    Ok(())
 }
 
 #[async_trait]
@@ -279,17 +342,19 @@ impl Provisioner for SelfHosted {
             .args(&words[1..])
             .stdin(std::process::Stdio::null())
             .stdout(log)
-            .stderr(log_err);
+            .stderr(log_err)
+            // Only what an inference server needs: Switchyard's own secrets
+            // (master key, admin token, provider credentials) stay out of
+            // a process that may run model code.
+            .env_clear()
+            .envs(std::env::vars().filter(|(name, _)| self.passes_env(name)))
+            .env("SWITCHYARD_RESOURCE", &spec.resource_name);
         // Its own process group: signals to Switchyard's group do not reach
         // it, and it outlives a restart of Switchyard.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let child = command.spawn().map_err(|error| ProviderError::Process {
-            provider: KIND,
-            message: format!("cannot start `{}`: {error}", words[0]),
-        })?;
-        let state = ServerState {
+        let mut state = ServerState {
             name: spec.resource_name.clone(),
-            pid: child.id(),
+            pid: 0,
             port,
             host: self.config.host.clone(),
             program: words[0].clone(),
@@ -297,19 +362,31 @@ impl Provisioner for SelfHosted {
             log: log_path.display().to_string(),
             started_at: now_ms(),
         };
-        // The child is not waited on here; a reaper task collects its exit
+        // The state file exists before the process does (pid 0 until it
+        // starts): a crash in between leaves a claim, never an unknown server.
+        self.write_state(&state)?;
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(error) => {
+                let _ = std::fs::remove_file(self.state_path(&state.name));
+                return Err(ProviderError::Process {
+                    provider: KIND,
+                    message: format!("cannot start `{}`: {error}", words[0]),
+                });
+            }
+        };
+        state.pid = child.id();
+        if let Err(error) = self.write_state(&state) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(self.state_path(&state.name));
+            return Err(error);
+        }
+        // The child is not waited on here; a reaper thread collects its exit
         // status so it does not stay a zombie.
         std::thread::spawn(move || {
-            let mut child = child;
             let _ = child.wait();
         });
-        let text = serde_json::to_string_pretty(&state).unwrap_or_default();
-        std::fs::write(self.state_path(&state.name), text).map_err(|error| {
-            ProviderError::Process {
-                provider: KIND,
-                message: format!("cannot write the server's state file: {error}"),
-            }
-        })?;
         tracing::info!(pid = state.pid, port, log = %state.log, "self-hosted server started");
         Ok(Self::resource(&state))
     }
@@ -411,29 +488,27 @@ impl Provisioner for SelfHosted {
         let Some(state) = self.state_of(resource) else {
             return Ok(());
         };
-        if is_running(state.pid, &state.program) {
+        if state.pid != 0 && is_running(state.pid, &state.program) {
             let group = format!("-{}", state.pid);
-            let _ = tokio::process::Command::new("kill")
-                .args(["-TERM", "--", &group])
-                .status()
-                .await;
+            signal(&group, "TERM").await?;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             while is_running(state.pid, &state.program) && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             if is_running(state.pid, &state.program) {
-                let _ = tokio::process::Command::new("kill")
-                    .args(["-KILL", "--", &group])
-                    .status()
-                    .await;
+                signal(&group, "KILL").await?;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            if is_running(state.pid, &state.program) {
+                // Keep the state file: the server is still ours to stop.
+                return Err(ProviderError::Process {
+                    provider: KIND,
+                    message: format!("process {} did not stop", state.pid),
+                });
             }
         }
         let _ = std::fs::remove_file(self.state_path(&state.name));
-        tracing::info!(
-            pid = state.pid,
-            "self-hosted server stopped; its log is kept at {}",
-            state.log
-        );
+        tracing::info!(pid = state.pid, log = %state.log, "self-hosted server stopped; its log is kept");
         Ok(())
     }
 

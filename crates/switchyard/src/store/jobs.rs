@@ -70,6 +70,22 @@ impl Store {
         row.as_ref().map(rows::job).transpose()
     }
 
+    /// The first deploy job of an endpoint (it holds the endpoint's first key).
+    pub async fn first_deploy_job(
+        &self,
+        endpoint_id: &str,
+    ) -> Result<Option<DeployJob>, StoreError> {
+        let query = format!(
+            "SELECT {} FROM deploy_jobs WHERE endpoint_id = $1 AND kind = 'deploy' ORDER BY created_at, id LIMIT 1",
+            rows::JOB_COLUMNS
+        );
+        let row = sqlx::query(&query)
+            .bind(endpoint_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::job).transpose()
+    }
+
     /// Jobs not finished, oldest first.
     pub async fn unfinished_jobs(&self) -> Result<Vec<DeployJob>, StoreError> {
         let query = format!(
@@ -251,4 +267,35 @@ async fn insert_job(
     .await
     .map_err(|error| StoreError::from_write(error, "a deployment of this endpoint is already running"))?;
     Ok(())
+}
+
+impl Store {
+    /// Unfinished deploy jobs of a user (a cap on concurrent deploys).
+    pub async fn count_active_jobs_of_user(&self, user_id: &str) -> Result<i64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deploy_jobs WHERE user_id = $1 AND state IN ('queued', 'running') \
+             AND kind IN ('deploy', 'redeploy')",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count)
+    }
+
+    /// Whether a training job of the user produced the repository (so the
+    /// user may deploy it although it is private).
+    pub async fn user_trained_repo(
+        &self,
+        user_id: &str,
+        hf_repo_url: &str,
+    ) -> Result<bool, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM endpoints WHERE user_id = $1 AND hf_repo_url = $2 AND training_job_id IS NOT NULL",
+        )
+        .bind(user_id)
+        .bind(hf_repo_url)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count > 0)
+    }
 }

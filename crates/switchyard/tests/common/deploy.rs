@@ -16,10 +16,20 @@ use super::TestServer;
 pub const MODEL_ID: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
 
 /// A fake Hugging Face Hub: model info for repos of `HuggingFaceTB` and
-/// `acme` (a 135M-parameter BF16 text-generation model), 404 for others.
+/// `acme` (a 135M-parameter BF16 text-generation model), the same model as
+/// a private repo under `private-org`, 404 for others.
 pub async fn fake_hub() -> String {
     async fn model(Path((owner, name)): Path<(String, String)>) -> (http::StatusCode, Json<Value>) {
-        if owner == "HuggingFaceTB" || owner == "acme" {
+        if owner == "private-org" {
+            (
+                http::StatusCode::OK,
+                Json(json!({
+                    "id": format!("{owner}/{name}"), "sha": "feed", "pipeline_tag": "text-generation",
+                    "safetensors": {"parameters": {"BF16": 134_515_008_u64}, "total": 134_515_008_u64},
+                    "gated": false, "private": true,
+                })),
+            )
+        } else if owner == "HuggingFaceTB" || owner == "acme" {
             (
                 http::StatusCode::OK,
                 Json(json!({
