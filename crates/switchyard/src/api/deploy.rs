@@ -623,20 +623,26 @@ pub async fn deployment_status(
     Path(endpoint_id): Path<String>,
 ) -> Result<Json<Value>, HttpError> {
     owned_endpoint(&state, &user.id, &endpoint_id).await?;
-    let job = state
-        .store
-        .latest_deploy_job(&endpoint_id)
-        .await?
-        .ok_or_else(|| HttpError::not_found("deployment"))?;
-    // The first deploy's key waits there until taken, even after redeploys.
-    let first = state.store.first_deploy_job(&endpoint_id).await?;
-    let api_key = if let Some(first) = first.filter(|first| first.state == JobState::Succeeded) {
-        take_key(&state, &first.id).await
-    } else if job.state == JobState::Succeeded {
-        take_key(&state, &job.id).await
-    } else {
-        None
+    let latest = || async {
+        state
+            .store
+            .latest_deploy_job(&endpoint_id)
+            .await?
+            .ok_or_else(|| HttpError::not_found("deployment"))
     };
+    let mut job = latest().await?;
+    // Only the first deploy issues a key; it waits there until taken, even
+    // after redeploys. When the key is taken the job is read again, so an
+    // answer with the key always shows the deploy finished, and an answer
+    // showing it finished without the key means someone already has it.
+    let first = state.store.first_deploy_job(&endpoint_id).await?;
+    let api_key = match first.filter(|first| first.state == JobState::Succeeded) {
+        Some(first) => take_key(&state, &first.id).await,
+        None => None,
+    };
+    if api_key.is_some() {
+        job = latest().await?;
+    }
     Ok(Json(
         json!({"deployment": job_view(&job), "api_key": api_key}),
     ))

@@ -11,9 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{DeployRequest, Deployer};
 use crate::api::keys::{new_key, CreateKey};
-use crate::domain::{
-    now_ms, DeployJob, Endpoint, EndpointStatus, JobKind, JobStage, JobState, UpstreamApi,
-};
+use crate::domain::{now_ms, DeployJob, Endpoint, EndpointStatus, JobKind, JobStage, JobState};
 use crate::events::EventKind;
 use crate::providers::{
     DeploySpec, GpuChoice, ProviderError, ProviderKind, ProviderResource, ResourceState, Scaling,
@@ -291,12 +289,6 @@ pub fn unavailable_reason(deployer: &Deployer, provider: &str) -> Option<String>
     let Some(kind) = ProviderKind::parse(provider) else {
         return Some(format!("`{provider}` is not a provider this server knows"));
     };
-    if kind == ProviderKind::Replicate {
-        return Some(
-            "Replicate deployments answer predictions, not OpenAI requests; the gateway cannot route to them yet"
-                .to_owned(),
-        );
-    }
     match deployer.providers.get(kind) {
         Some(provisioner) => {
             let availability = provisioner.availability();
@@ -607,12 +599,8 @@ async fn apply_upstream(
     upstream: &UpstreamTarget,
     scaled_to_zero: bool,
 ) -> Result<(), String> {
-    if upstream.api != UpstreamApi::OpenAi {
-        return Err(format!(
-            "the resource speaks {}, not the OpenAI API",
-            upstream.api
-        ));
-    }
+    // Every upstream API is routable: OpenAI as it is, Replicate through the
+    // gateway's prediction translation (`gateway::replicate`).
     let mut key = None;
     let mut headers = Vec::new();
     for (name, value) in &upstream.headers {
@@ -635,6 +623,7 @@ async fn apply_upstream(
     let mut patch = EndpointPatch {
         upstream_base_url: Some(upstream.base_url.trim_end_matches('/').to_owned()),
         upstream_model: Some(upstream.model.clone()),
+        upstream_api: Some(upstream.api),
         upstream_key_encrypted: Some(key.map(|key| deployer.secrets.encrypt(&key))),
         upstream_headers_encrypted: Some(headers_sealed),
         endpoint_url: Some(Some(upstream.base_url.clone())),

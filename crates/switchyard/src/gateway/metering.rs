@@ -1,6 +1,6 @@
 //! Turns what an upstream reported into a usage record and a charge.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -40,6 +40,10 @@ pub struct Outcome {
     pub first_byte: Option<Instant>,
     /// When the upstream finished (or the stream was cut).
     pub upstream_finished: Instant,
+    /// Compute time the upstream measured itself (Replicate's
+    /// `metrics.predict_time`); `None` bills the time from the upstream call's
+    /// start to `upstream_finished`.
+    pub compute: Option<Duration>,
 }
 
 /// Everything needed to record one request once it ends. A meter dropped
@@ -106,11 +110,11 @@ impl Meter {
             ),
         };
         let success = outcome.error_code.is_none() && (200..300).contains(&outcome.status_code);
-        let compute_ms = millis(
+        let compute_ms = millis(outcome.compute.unwrap_or_else(|| {
             outcome
                 .upstream_finished
-                .saturating_duration_since(self.upstream_started),
-        );
+                .saturating_duration_since(self.upstream_started)
+        }));
         // Failed requests that produced nothing are not charged.
         let produced = success || output_tokens > 0;
         let cost = if produced {
@@ -173,12 +177,13 @@ impl Drop for Meter {
                 error_code: Some("client_disconnected".to_owned()),
                 first_byte: None,
                 upstream_finished: Instant::now(),
+                compute: None,
             });
         }
     }
 }
 
-fn millis(duration: std::time::Duration) -> u64 {
+fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 

@@ -3,6 +3,7 @@
 //! and meter the result. No database round trip and no lock on this path.
 
 pub mod metering;
+mod replicate;
 pub mod request_body;
 pub mod stream;
 pub mod upstream;
@@ -19,7 +20,7 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use tracing::Instrument;
 
-use crate::domain::{now_ms, EndpointStatus, Permission};
+use crate::domain::{now_ms, Endpoint, EndpointStatus, Permission, UpstreamApi};
 use crate::error::HttpError;
 use crate::ratelimit::{Admission, LimitScope};
 use crate::registry::Route;
@@ -243,16 +244,11 @@ async fn forward(
         (None, None) => return Err(HttpError::invalid_field("model", "is required")),
     }
     check_status(endpoint.status)?;
-    let limits = admit(state, &route).await?;
-    if route.account.balance() <= 0 {
-        metrics::counter!("switchyard_credit_rejections_total").increment(1);
-        return Err(HttpError::new(
-            StatusCode::PAYMENT_REQUIRED,
-            "insufficient_quota",
-            "insufficient_credits",
-            "your credit balance is exhausted; add credits to continue",
-        ));
+    if endpoint.upstream_api == UpstreamApi::Replicate {
+        return replicate::forward(state, &route, operation, &request, request_id, started).await;
     }
+    let limits = admit(state, &route).await?;
+    check_balance(&route)?;
 
     let upstream_body = request.to_upstream(&endpoint.upstream_model);
     let stream = request.stream && operation != Operation::Embeddings;
@@ -272,10 +268,7 @@ async fn forward(
         Operation::Completions => route.endpoint.completions_url.clone(),
         Operation::Embeddings => route.endpoint.embeddings_url.clone(),
     };
-    let timeout = endpoint
-        .timeout_seconds
-        .and_then(|seconds| u64::try_from(seconds).ok())
-        .map_or(state.settings.upstream_timeout, Duration::from_secs);
+    let timeout = upstream_timeout(state, endpoint);
     let call = state.upstream.post_json(
         url,
         route.endpoint.upstream_authorization.as_ref(),
@@ -361,6 +354,7 @@ async fn forward(
             error_code: (!status.is_success()).then(|| upstream_error_code(status, &bytes)),
             first_byte: None,
             upstream_finished: Instant::now(),
+            compute: None,
         });
         let mut response = Response::new(Body::from(bytes));
         *response.status_mut() = status;
@@ -457,6 +451,28 @@ async fn admit(state: &SharedState, route: &Route) -> Result<Admission, HttpErro
     }
 }
 
+/// Refuses a request once the user's prepaid balance is used up (402).
+fn check_balance(route: &Route) -> Result<(), HttpError> {
+    if route.account.balance() <= 0 {
+        metrics::counter!("switchyard_credit_rejections_total").increment(1);
+        return Err(HttpError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "insufficient_quota",
+            "insufficient_credits",
+            "your credit balance is exhausted; add credits to continue",
+        ));
+    }
+    Ok(())
+}
+
+/// How long one request may wait on the endpoint's upstream.
+fn upstream_timeout(state: &SharedState, endpoint: &Endpoint) -> Duration {
+    endpoint
+        .timeout_seconds
+        .and_then(|seconds| u64::try_from(seconds).ok())
+        .map_or(state.settings.upstream_timeout, Duration::from_secs)
+}
+
 fn check_status(status: EndpointStatus) -> Result<(), HttpError> {
     match status {
         EndpointStatus::Active | EndpointStatus::Idle => Ok(()),
@@ -517,6 +533,7 @@ fn upstream_failure(meter: Meter, error: UpstreamError) -> HttpError {
         error_code: Some(code.to_owned()),
         first_byte: None,
         upstream_finished: Instant::now(),
+        compute: None,
     });
     let message = match &error {
         UpstreamError::Timeout(timeout) => {

@@ -116,6 +116,11 @@ impl<'a> RequestBody<'a> {
         Ok(body)
     }
 
+    /// The top-level fields as the client sent them, in order.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &'a RawValue)> + '_ {
+        self.fields.iter().map(|(name, raw)| (name.as_ref(), *raw))
+    }
+
     /// Writes the upstream body: `model` set to `upstream_model`, and for streams
     /// `stream_options.include_usage` set so the upstream reports exact usage.
     pub fn to_upstream(&self, upstream_model: &str) -> Vec<u8> {

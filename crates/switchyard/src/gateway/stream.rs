@@ -142,6 +142,7 @@ impl MeteredStream {
                 error_code: error_code.map(str::to_owned),
                 first_byte: self.first_byte,
                 upstream_finished: Instant::now(),
+                compute: None,
             });
         }
     }
@@ -261,7 +262,7 @@ fn error_event(code: &'static str) -> &'static [u8] {
 
 /// Length of the first complete event in `buffer` including its blank line,
 /// looking for its end from byte `from` on.
-fn event_length(buffer: &[u8], from: usize) -> Option<usize> {
+pub(super) fn event_length(buffer: &[u8], from: usize) -> Option<usize> {
     let tail = buffer.get(from..)?;
     memchr::memchr_iter(b'\n', tail).find_map(|index| {
         let index = from + index;

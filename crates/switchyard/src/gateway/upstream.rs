@@ -113,7 +113,8 @@ impl UpstreamClient {
         self.send(request, timeout).await
     }
 
-    async fn send(
+    /// Sends a prepared request and waits for the response head within `timeout`.
+    pub async fn send(
         &self,
         request: Request<Full<Bytes>>,
         timeout: Duration,

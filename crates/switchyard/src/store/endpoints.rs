@@ -1,7 +1,7 @@
 //! Endpoints, scoped to their owner.
 
 use super::{keys::insert_key, rows, Store, StoreError};
-use crate::domain::{now_ms, ApiKey, Endpoint, EndpointStatus, Modality};
+use crate::domain::{now_ms, ApiKey, Endpoint, EndpointStatus, Modality, UpstreamApi};
 
 /// Filters for listing endpoints.
 #[derive(Debug, Default, Clone)]
@@ -24,6 +24,8 @@ pub struct EndpointPatch {
     pub timeout_seconds: Option<Option<i64>>,
     pub upstream_base_url: Option<String>,
     pub upstream_model: Option<String>,
+    /// The wire protocol of the upstream (a deploy to Replicate switches it).
+    pub upstream_api: Option<UpstreamApi>,
     pub upstream_key_encrypted: Option<Option<String>>,
     pub input_nanos_per_1k: Option<i64>,
     pub output_nanos_per_1k: Option<i64>,
@@ -54,6 +56,7 @@ impl EndpointPatch {
             timeout_seconds,
             upstream_base_url,
             upstream_model,
+            upstream_api,
             upstream_key_encrypted,
             error_message,
             provider,
@@ -172,7 +175,8 @@ impl Store {
                  upstream_model = $10, upstream_key_encrypted = $11, price_input_nanos_per_1k = $12, \
                  price_output_nanos_per_1k = $13, price_compute_nanos_per_second = $14, error_message = $15, \
                  updated_at = $16, provider = $20, provider_endpoint_id = $21, provider_resource = $22, \
-                 endpoint_url = $23, upstream_headers_encrypted = $24, hf_repo_url = $25, last_active_at = $26 \
+                 endpoint_url = $23, upstream_headers_encrypted = $24, hf_repo_url = $25, last_active_at = $26, \
+                 upstream_api = $27 \
                  WHERE id = $17 AND user_id = $18 AND deleted_at IS NULL AND updated_at = $19",
             )
             .bind(&endpoint.name)
@@ -201,6 +205,7 @@ impl Store {
             .bind(&endpoint.upstream_headers_encrypted)
             .bind(&endpoint.hf_repo_url)
             .bind(endpoint.last_active_at)
+            .bind(endpoint.upstream_api.as_str())
             .execute(&self.pool)
             .await
             .map_err(|error| {
