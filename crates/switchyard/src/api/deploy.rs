@@ -835,7 +835,7 @@ pub async fn training_complete(
         .endpoint_for_training_job(&user.id, &payload.training_job_id)
         .await?
     {
-        let job = state.store.latest_job(&existing.id).await?;
+        let job = state.store.latest_deploy_job(&existing.id).await?;
         return Ok((
             StatusCode::OK,
             Json(

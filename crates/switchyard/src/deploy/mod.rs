@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::{new_id, now_ms, DeployJob, JobKind, JobStage, JobState};
 use crate::events::{EventBus, EventKind};
 use crate::pricing::PriceTable;
-use crate::providers::{ProviderKind, Providers};
+use crate::providers::Providers;
 use crate::registry::Registry;
 use crate::secrets::Secrets;
 use crate::store::{Store, StoreError};
@@ -323,11 +323,6 @@ impl Deployer {
         self.store
             .set_job_key(&job.id, &self.owner, key_id, sealed)
             .await
-    }
-
-    /// Parses a provider name as the API gives it.
-    pub fn provider_kind(name: &str) -> Option<ProviderKind> {
-        ProviderKind::parse(name)
     }
 }
 

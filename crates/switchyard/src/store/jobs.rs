@@ -40,34 +40,16 @@ impl Store {
         rows::job(&row)
     }
 
-    /// The newest job of an endpoint.
-    pub async fn latest_job(&self, endpoint_id: &str) -> Result<Option<DeployJob>, StoreError> {
-        let query = format!(
-            "SELECT {} FROM deploy_jobs WHERE endpoint_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
-            rows::JOB_COLUMNS
-        );
-        let row = sqlx::query(&query)
-            .bind(endpoint_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(rows::job).transpose()
-    }
-
     /// The newest deploy or redeploy job of an endpoint (not a terminate job).
     pub async fn latest_deploy_job(
         &self,
         endpoint_id: &str,
     ) -> Result<Option<DeployJob>, StoreError> {
-        let query = format!(
-            "SELECT {} FROM deploy_jobs WHERE endpoint_id = $1 AND kind IN ('deploy', 'redeploy') \
-             ORDER BY created_at DESC, id DESC LIMIT 1",
-            rows::JOB_COLUMNS
-        );
-        let row = sqlx::query(&query)
-            .bind(endpoint_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(rows::job).transpose()
+        self.endpoint_job(
+            endpoint_id,
+            "kind IN ('deploy', 'redeploy') ORDER BY created_at DESC, id DESC",
+        )
+        .await
     }
 
     /// The first deploy job of an endpoint (it holds the endpoint's first key).
@@ -75,8 +57,18 @@ impl Store {
         &self,
         endpoint_id: &str,
     ) -> Result<Option<DeployJob>, StoreError> {
+        self.endpoint_job(endpoint_id, "kind = 'deploy' ORDER BY created_at, id")
+            .await
+    }
+
+    /// The first of an endpoint's jobs matching a fixed condition and order.
+    async fn endpoint_job(
+        &self,
+        endpoint_id: &str,
+        condition_and_order: &'static str,
+    ) -> Result<Option<DeployJob>, StoreError> {
         let query = format!(
-            "SELECT {} FROM deploy_jobs WHERE endpoint_id = $1 AND kind = 'deploy' ORDER BY created_at, id LIMIT 1",
+            "SELECT {} FROM deploy_jobs WHERE endpoint_id = $1 AND {condition_and_order} LIMIT 1",
             rows::JOB_COLUMNS
         );
         let row = sqlx::query(&query)
