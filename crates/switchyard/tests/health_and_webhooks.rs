@@ -36,20 +36,9 @@ fn options(hub: String) -> Options {
     }
 }
 
+/// The pid of the one self-hosted server of a test server.
 fn server_pid(server: &TestServer) -> Option<u32> {
-    let dir = server.data_dir.path().join("self-hosted");
-    std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .find_map(|entry| {
-            let name = entry.file_name().to_string_lossy().to_string();
-            if !name.ends_with(".json") {
-                return None;
-            }
-            let state: Value =
-                serde_json::from_str(&std::fs::read_to_string(entry.path()).ok()?).ok()?;
-            state["pid"].as_u64().map(|pid| pid as u32)
-        })
+    server_pids(server.data_dir.path()).first().copied()
 }
 
 async fn latest(server: &TestServer, token: &str, endpoint_id: &str) -> Value {
