@@ -67,8 +67,15 @@ wire_enum!(
 );
 
 wire_enum!(
-    /// The wire protocol of an endpoint's upstream.
-    UpstreamApi { OpenAi => "openai", Replicate => "replicate" }
+    /// The wire protocol of an endpoint's upstream: OpenAI-compatible, Replicate
+    /// predictions, Anthropic Messages, Google Gemini or Azure OpenAI.
+    UpstreamApi {
+        OpenAi => "openai",
+        Replicate => "replicate",
+        Anthropic => "anthropic",
+        Google => "google",
+        Azure => "azure",
+    }
 );
 
 wire_enum!(
