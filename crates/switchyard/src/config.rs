@@ -116,6 +116,27 @@ pub struct ServeArgs {
     /// Credits under which a user gets CREDITS_LOW_WARNING [default: 100].
     #[arg(long, env = "SWITCHYARD_CREDITS_LOW_THRESHOLD")]
     pub credits_low_threshold: Option<i64>,
+    /// Upstream attempts per request, retries and fallbacks included [default: 3].
+    #[arg(long, env = "SWITCHYARD_RETRY_MAX_ATTEMPTS")]
+    pub retry_max_attempts: Option<u32>,
+    /// Time from a request's arrival after which no retry starts, in ms [default: 30000].
+    #[arg(long, env = "SWITCHYARD_RETRY_BUDGET_MS")]
+    pub retry_budget_ms: Option<u64>,
+    /// First retry backoff of one backend in ms, doubled per retry with full jitter [default: 100].
+    #[arg(long, env = "SWITCHYARD_RETRY_BACKOFF_MS")]
+    pub retry_backoff_ms: Option<u64>,
+    /// Consecutive failures that open a backend's circuit breaker [default: 5].
+    #[arg(long, env = "SWITCHYARD_BREAKER_FAILURE_THRESHOLD")]
+    pub breaker_failure_threshold: Option<u32>,
+    /// Seconds an open breaker waits before a half-open probe [default: 30].
+    #[arg(long, env = "SWITCHYARD_BREAKER_OPEN_SECONDS")]
+    pub breaker_open_seconds: Option<u64>,
+    /// Seconds between active health checks of every backend; 0 turns them off [default: 10].
+    #[arg(long, env = "SWITCHYARD_BACKEND_HEALTH_INTERVAL_SECONDS")]
+    pub backend_health_interval_seconds: Option<u64>,
+    /// Consecutive failed health checks that take a backend out [default: 2].
+    #[arg(long, env = "SWITCHYARD_BACKEND_HEALTH_FAILURES")]
+    pub backend_health_failures: Option<u32>,
     /// Path of a TOML config file [default: ./switchyard.toml when present].
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     #[serde(skip)]
@@ -167,6 +188,8 @@ pub struct Config {
     pub training_webhook_secret: Option<String>,
     pub monitor: crate::deploy::monitor::MonitorSettings,
     pub allow_private_webhooks: bool,
+    /// Retries, circuit breakers and backend health checks.
+    pub resilience: crate::gateway::resilience::Resilience,
 }
 
 impl Config {
@@ -218,6 +241,19 @@ impl Config {
             auto_recovery: args.auto_recovery.or(file.auto_recovery),
             webhook_allow_private: args.webhook_allow_private.or(file.webhook_allow_private),
             credits_low_threshold: args.credits_low_threshold.or(file.credits_low_threshold),
+            retry_max_attempts: args.retry_max_attempts.or(file.retry_max_attempts),
+            retry_budget_ms: args.retry_budget_ms.or(file.retry_budget_ms),
+            retry_backoff_ms: args.retry_backoff_ms.or(file.retry_backoff_ms),
+            breaker_failure_threshold: args
+                .breaker_failure_threshold
+                .or(file.breaker_failure_threshold),
+            breaker_open_seconds: args.breaker_open_seconds.or(file.breaker_open_seconds),
+            backend_health_interval_seconds: args
+                .backend_health_interval_seconds
+                .or(file.backend_health_interval_seconds),
+            backend_health_failures: args
+                .backend_health_failures
+                .or(file.backend_health_failures),
             config: None,
         };
         let mut config = Self::validate(
@@ -284,7 +320,26 @@ impl Config {
             .data_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("switchyard-data"));
+        let resilience = crate::gateway::resilience::Resilience {
+            max_attempts: args.retry_max_attempts.unwrap_or(3).clamp(1, 10),
+            budget: Duration::from_millis(args.retry_budget_ms.unwrap_or(30_000).min(3_600_000)),
+            backoff_base: Duration::from_millis(
+                args.retry_backoff_ms.unwrap_or(100).clamp(1, 60_000),
+            ),
+            breaker: crate::gateway::backend::BreakerSettings {
+                failure_threshold: args.breaker_failure_threshold.unwrap_or(5).clamp(1, 1_000),
+                open_for: Duration::from_secs(
+                    args.breaker_open_seconds.unwrap_or(30).clamp(1, 86_400),
+                ),
+            },
+            health_interval: match args.backend_health_interval_seconds.unwrap_or(10) {
+                0 => None,
+                seconds => Some(Duration::from_secs(seconds.min(86_400))),
+            },
+            health_failures: args.backend_health_failures.unwrap_or(2).clamp(1, 100),
+        };
         Ok(Self {
+            resilience,
             providers: ProvidersConfig::from_env(|_| None, &data_dir),
             deploy_poll_interval: Duration::from_millis(
                 args.deploy_poll_interval_ms

@@ -3,10 +3,10 @@
 
 /// Declares a string enum with its wire names, parsing and display.
 macro_rules! wire_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
+        pub enum $name { $($(#[$vmeta])* #[serde(rename = $text)] $variant),+ }
 
         impl $name {
             /// All values, in declaration order.
@@ -77,6 +77,64 @@ wire_enum!(
         Azure => "azure",
     }
 );
+
+wire_enum!(
+    /// How the gateway picks one of an endpoint's backends.
+    #[derive(Default)]
+    BalanceStrategy {
+        #[default]
+        RoundRobin => "round_robin",
+        LeastConnections => "least_connections",
+        Latency => "latency",
+        Weighted => "weighted",
+    }
+);
+
+/// How requests to an endpoint are spread over its backends and where they go
+/// when every backend is out. Stored as JSON in the endpoint's `routing`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Routing {
+    /// The version label of the endpoint's own upstream (`"1.0"` when unset).
+    pub version: Option<String>,
+    pub strategy: BalanceStrategy,
+    /// Share of traffic per version in basis points (sums to 10,000); empty
+    /// means every backend is a candidate.
+    pub traffic: Vec<(String, u32)>,
+    /// Endpoints (of the same user) tried in order once every backend is out.
+    pub fallback_endpoint_ids: Vec<String>,
+    /// Azure OpenAI `api-version` of the endpoint's own upstream.
+    pub api_version: Option<String>,
+}
+
+impl Routing {
+    /// The version label of the endpoint's own upstream.
+    pub fn version(&self) -> &str {
+        self.version.as_deref().unwrap_or(DEFAULT_VERSION)
+    }
+}
+
+/// The version label of an upstream registered without one.
+pub const DEFAULT_VERSION: &str = "1.0";
+
+/// An additional upstream of an endpoint (a replica, a new version, another provider).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub id: String,
+    pub endpoint_id: String,
+    pub version: String,
+    /// Relative weight for the `weighted` strategy (1..=10,000).
+    pub weight: i64,
+    pub upstream_base_url: String,
+    pub upstream_api: UpstreamApi,
+    pub upstream_model: String,
+    pub upstream_api_version: Option<String>,
+    /// The upstream credential, encrypted; never serialised.
+    pub upstream_key_encrypted: Option<String>,
+    /// Extra upstream headers, encrypted JSON; never serialised.
+    pub upstream_headers_encrypted: Option<String>,
+    pub created_at: i64,
+}
 
 wire_enum!(
     /// The kind of a credit ledger entry.
@@ -157,6 +215,8 @@ pub struct Endpoint {
     pub upstream_headers_encrypted: Option<String>,
     /// The training job that produced the model, for idempotent auto-deploys.
     pub training_job_id: Option<String>,
+    /// Versions, balancing strategy, traffic split and fallbacks.
+    pub routing: Routing,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -203,6 +263,12 @@ pub struct UsageRecord {
     pub success: bool,
     pub error_code: Option<String>,
     pub streamed: bool,
+    /// The backend that answered (the endpoint id for its own upstream).
+    pub backend_id: Option<String>,
+    /// The version label of that backend.
+    pub backend_version: Option<String>,
+    /// Upstream attempts made (retries and fallbacks included).
+    pub attempts: u32,
     pub created_at: i64,
 }
 

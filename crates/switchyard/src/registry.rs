@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use http::HeaderValue;
 
-use crate::domain::{ApiKey, Endpoint, Permission};
+use crate::domain::{ApiKey, Backend, Endpoint, Permission};
+use crate::gateway::backend::{BackendRuntime, BackendSpec, BackendState};
+use crate::gateway::balance::{Balancer, MAX_BACKENDS};
 use crate::money::Tariff;
 use crate::pricing::PriceTable;
 use crate::ratelimit::KeyLimiter;
@@ -38,16 +39,21 @@ impl KeyRuntime {
 #[derive(Debug)]
 pub struct EndpointRuntime {
     pub endpoint: Endpoint,
-    /// Parsed upstream URLs of `/chat/completions`, `/completions`, `/embeddings`.
-    pub chat_url: Option<http::Uri>,
-    pub completions_url: Option<http::Uri>,
-    pub embeddings_url: Option<http::Uri>,
-    /// `Authorization` header for the upstream, decrypted once at load time.
-    pub upstream_authorization: Option<HeaderValue>,
-    /// Other credential headers of the upstream (e.g. Modal's proxy auth), decrypted once.
-    pub upstream_headers: Vec<(http::HeaderName, HeaderValue)>,
+    /// The endpoint's own upstream first, then its extra backends; URLs
+    /// parsed and credentials decrypted once at load time.
+    pub backends: Vec<BackendRuntime>,
+    /// The extra backends as stored (to tell whether a reload changed them).
+    pub backend_rows: Vec<Backend>,
+    pub balancer: Balancer,
     pub tariff: Tariff,
     pub metrics: EndpointMetrics,
+}
+
+impl EndpointRuntime {
+    /// The endpoint's own upstream.
+    pub fn primary(&self) -> &BackendRuntime {
+        &self.backends[0]
+    }
 }
 
 /// Metric handles of one endpoint, registered once so the request path
@@ -109,6 +115,8 @@ pub struct Route {
     pub key: Arc<KeyRuntime>,
     pub endpoint: Arc<EndpointRuntime>,
     pub account: Arc<Account>,
+    /// The endpoint's fallback chain (live endpoints of the same user), in order.
+    pub fallbacks: Arc<[Arc<EndpointRuntime>]>,
 }
 
 /// One immutable view of all routable keys.
@@ -116,6 +124,7 @@ pub struct Route {
 pub struct Snapshot {
     pub routes: HashMap<[u8; 32], Route>,
     pub accounts: HashMap<String, Arc<Account>>,
+    pub endpoints: HashMap<String, Arc<EndpointRuntime>>,
 }
 
 /// Owner of the current snapshot.
@@ -153,6 +162,16 @@ impl Registry {
         self.current.load().routes.get(key_hash).cloned()
     }
 
+    /// Every live endpoint's runtime (for backend health checks).
+    pub fn endpoints(&self) -> Vec<Arc<EndpointRuntime>> {
+        self.current.load().endpoints.values().cloned().collect()
+    }
+
+    /// One live endpoint's runtime.
+    pub fn endpoint(&self, endpoint_id: &str) -> Option<Arc<EndpointRuntime>> {
+        self.current.load().endpoints.get(endpoint_id).cloned()
+    }
+
     /// The in-memory account of a user, if known.
     pub fn account(&self, user_id: &str) -> Option<Arc<Account>> {
         self.current.load().accounts.get(user_id).cloned()
@@ -165,6 +184,13 @@ impl Registry {
         let users = self.store.list_users().await?;
         let endpoints = self.store.list_live_endpoints().await?;
         let keys = self.store.list_usable_keys().await?;
+        let mut backends_of: HashMap<String, Vec<Backend>> = HashMap::new();
+        for backend in self.store.list_live_backends().await? {
+            backends_of
+                .entry(backend.endpoint_id.clone())
+                .or_default()
+                .push(backend);
+        }
 
         let accounts: HashMap<String, Arc<Account>> = users
             .into_iter()
@@ -179,20 +205,22 @@ impl Registry {
             })
             .collect();
 
-        let previous_endpoints: HashMap<&str, &Arc<EndpointRuntime>> = previous
-            .routes
+        let previous_endpoints = &previous.endpoints;
+        let previous_states: HashMap<&str, &Arc<BackendState>> = previous_endpoints
             .values()
-            .map(|route| (route.endpoint.endpoint.id.as_str(), &route.endpoint))
+            .flat_map(|runtime| runtime.backends.iter())
+            .map(|backend| (backend.id.as_str(), &backend.state))
             .collect();
         let mut endpoint_runtimes: HashMap<String, Arc<EndpointRuntime>> = HashMap::new();
         for endpoint in endpoints {
+            let extra = backends_of.remove(&endpoint.id).unwrap_or_default();
             let reusable = previous_endpoints
                 .get(endpoint.id.as_str())
-                .filter(|runtime| runtime.endpoint == endpoint)
-                .map(|runtime| Arc::clone(runtime));
+                .filter(|runtime| runtime.endpoint == endpoint && runtime.backend_rows == extra)
+                .map(Arc::clone);
             let runtime = match reusable {
                 Some(runtime) => runtime,
-                None => Arc::new(self.build_endpoint(endpoint)),
+                None => Arc::new(self.build_endpoint(endpoint, extra, &previous_states)),
             };
             endpoint_runtimes.insert(runtime.endpoint.id.clone(), runtime);
         }
@@ -214,53 +242,88 @@ impl Registry {
                 .get(key.id.as_str())
                 .map(|limiter| Arc::clone(limiter))
                 .unwrap_or_default();
+            let fallbacks = fallbacks_of(endpoint, &endpoint_runtimes);
             routes.insert(
                 key.key_hash,
                 Route {
                     key: Arc::new(KeyRuntime { key, limiter }),
                     endpoint: Arc::clone(endpoint),
                     account: Arc::clone(account),
+                    fallbacks,
                 },
             );
         }
-        self.current.store(Arc::new(Snapshot { routes, accounts }));
+        self.current.store(Arc::new(Snapshot {
+            routes,
+            accounts,
+            endpoints: endpoint_runtimes,
+        }));
         Ok(())
     }
 
-    fn build_endpoint(&self, endpoint: Endpoint) -> EndpointRuntime {
-        let upstream_authorization = endpoint
-            .upstream_key_encrypted
-            .as_deref()
-            .and_then(|sealed| match self.secrets.decrypt(sealed) {
-                Ok(secret) => HeaderValue::from_str(&format!("Bearer {secret}")).ok(),
+    fn build_endpoint(
+        &self,
+        endpoint: Endpoint,
+        extra: Vec<Backend>,
+        previous: &HashMap<&str, &Arc<BackendState>>,
+    ) -> EndpointRuntime {
+        let decrypt = |what: &str, sealed: Option<&str>| -> Option<String> {
+            sealed.and_then(|sealed| match self.secrets.decrypt(sealed) {
+                Ok(secret) => Some(secret),
                 Err(error) => {
-                    tracing::error!(endpoint_id = %endpoint.id, %error, "cannot decrypt the upstream credential");
+                    tracing::error!(endpoint_id = %endpoint.id, %error, "cannot decrypt the upstream {what}");
                     None
                 }
             })
-            .map(|mut value| {
-                value.set_sensitive(true);
-                value
-            });
-        let upstream_headers = endpoint
-            .upstream_headers_encrypted
-            .as_deref()
-            .and_then(|sealed| match self.secrets.decrypt(sealed) {
-                Ok(text) => serde_json::from_str::<Vec<(String, String)>>(&text).ok(),
-                Err(error) => {
-                    tracing::error!(endpoint_id = %endpoint.id, %error, "cannot decrypt the upstream headers");
-                    None
-                }
-            })
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(name, value)| {
-                let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
-                let mut value = HeaderValue::from_str(&value).ok()?;
-                value.set_sensitive(true);
-                Some((name, value))
-            })
-            .collect();
+        };
+        let headers_of = |sealed: Option<&str>| -> Vec<(String, String)> {
+            decrypt("headers", sealed)
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default()
+        };
+        let state_of = |id: &str| previous.get(id).map(|state| Arc::clone(state));
+        let mut backends = Vec::with_capacity(1 + extra.len());
+        let key = decrypt("credential", endpoint.upstream_key_encrypted.as_deref());
+        let headers = headers_of(endpoint.upstream_headers_encrypted.as_deref());
+        backends.push(BackendRuntime::build(
+            &BackendSpec {
+                id: &endpoint.id,
+                endpoint_id: &endpoint.id,
+                version: endpoint.routing.version(),
+                weight: 100,
+                api: endpoint.upstream_api,
+                base_url: &endpoint.upstream_base_url,
+                model: &endpoint.upstream_model,
+                api_version: endpoint.routing.api_version.as_deref(),
+                api_key: key.as_deref(),
+                headers: &headers,
+            },
+            state_of(&endpoint.id),
+        ));
+        for backend in extra.iter().take(MAX_BACKENDS - 1) {
+            let key = decrypt("credential", backend.upstream_key_encrypted.as_deref());
+            let headers = headers_of(backend.upstream_headers_encrypted.as_deref());
+            backends.push(BackendRuntime::build(
+                &BackendSpec {
+                    id: &backend.id,
+                    endpoint_id: &endpoint.id,
+                    version: &backend.version,
+                    weight: u32::try_from(backend.weight).unwrap_or(1),
+                    api: backend.upstream_api,
+                    base_url: &backend.upstream_base_url,
+                    model: &backend.upstream_model,
+                    api_version: backend.upstream_api_version.as_deref(),
+                    api_key: key.as_deref(),
+                    headers: &headers,
+                },
+                state_of(&backend.id),
+            ));
+        }
+        let balancer = Balancer::new(
+            endpoint.routing.strategy,
+            endpoint.routing.traffic.clone(),
+            &backends,
+        );
         let compute = endpoint
             .pricing
             .compute_nanos_per_second
@@ -281,15 +344,11 @@ impl Registry {
             ),
             _ => (0, 0),
         };
-        let base_url = endpoint.upstream_base_url.trim_end_matches('/');
-        let url = |path: &str| format!("{base_url}{path}").parse::<http::Uri>().ok();
         EndpointRuntime {
             metrics: EndpointMetrics::register(&endpoint.id),
-            chat_url: url("/chat/completions"),
-            completions_url: url("/completions"),
-            embeddings_url: url("/embeddings"),
-            upstream_authorization,
-            upstream_headers,
+            backends,
+            backend_rows: extra,
+            balancer,
             tariff: Tariff {
                 compute_nanos_per_second: compute,
                 input_nanos_per_1k: input,
@@ -299,4 +358,21 @@ impl Registry {
             endpoint,
         }
     }
+}
+
+/// The live fallback endpoints of an endpoint (same user, not itself), in order.
+fn fallbacks_of(
+    endpoint: &EndpointRuntime,
+    runtimes: &HashMap<String, Arc<EndpointRuntime>>,
+) -> Arc<[Arc<EndpointRuntime>]> {
+    endpoint
+        .endpoint
+        .routing
+        .fallback_endpoint_ids
+        .iter()
+        .filter(|id| **id != endpoint.endpoint.id)
+        .filter_map(|id| runtimes.get(id))
+        .filter(|fallback| fallback.endpoint.user_id == endpoint.endpoint.user_id)
+        .cloned()
+        .collect()
 }

@@ -164,6 +164,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             public_url: config.public_url.clone(),
             listen_url: format!("http://{addr}"),
             allow_private_webhooks: config.allow_private_webhooks,
+            resilience: config.resilience,
         },
         metrics: metrics_handle(),
         shared_limits,
@@ -173,6 +174,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     // Histograms gather raw samples until upkeep folds them into buckets;
     // without it memory grows with every request between scrapes.
     let upkeep_handle = state.metrics.clone();
+    tokio::spawn(crate::gateway::resilience::run_health_checks(
+        state.registry.clone(),
+        state.upstream.clone(),
+        state.settings.resilience,
+        deployer_shutdown.clone(),
+    ));
     let upkeep_shutdown = shutdown.clone();
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(std::time::Duration::from_secs(2));

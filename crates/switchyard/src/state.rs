@@ -23,6 +23,8 @@ pub struct RuntimeSettings {
     pub listen_url: String,
     /// Whether webhooks may point at this machine or private networks.
     pub allow_private_webhooks: bool,
+    /// Retries, circuit breakers and backend health checks.
+    pub resilience: crate::gateway::resilience::Resilience,
 }
 
 /// Everything a handler can reach.

@@ -424,6 +424,13 @@ on_both_backends!(upstream_failures_and_bad_requests, |backend| async move {
         Options {
             max_body_bytes: Some(4096),
             upstream_timeout_seconds: Some(1),
+            // One attempt: this test is about how a failure is reported;
+            // retries have their own tests (tests/resilience.rs).
+            configure: Some(std::sync::Arc::new(
+                |config: &mut switchyard::config::Config| {
+                    config.resilience.max_attempts = 1;
+                },
+            )),
             ..Options::default()
         },
     )

@@ -243,6 +243,7 @@ async fn start_deploy(
         provider_resource: None,
         upstream_headers_encrypted: None,
         training_job_id: request.training_job_id.clone(),
+        routing: crate::domain::Routing::default(),
         created_at: now,
         updated_at: now,
     };

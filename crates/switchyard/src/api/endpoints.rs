@@ -34,6 +34,125 @@ pub struct UpstreamInput {
     api_key: Option<String>,
     #[serde(default)]
     model: Option<String>,
+    /// Azure OpenAI `api-version` (default 2024-10-21).
+    #[serde(default)]
+    api_version: Option<String>,
+    /// Extra headers sent upstream (stored encrypted, never returned).
+    #[serde(default)]
+    headers: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// An upstream as validated: ready to be stored.
+pub struct ValidUpstream {
+    pub base_url: String,
+    pub api: UpstreamApi,
+    pub model: String,
+    pub api_version: Option<String>,
+    pub key_encrypted: Option<String>,
+    pub headers_encrypted: Option<String>,
+}
+
+impl UpstreamInput {
+    /// Checks every field (`field` is the JSON path prefix for errors) and
+    /// discovers the model of an OpenAI-compatible upstream when none is given.
+    pub async fn validate(
+        self,
+        state: &SharedState,
+        field: &str,
+    ) -> Result<ValidUpstream, HttpError> {
+        let base_url = validate_base_url(&format!("{field}.base_url"), &self.base_url)?;
+        let api = self.api.unwrap_or(UpstreamApi::OpenAi);
+        let api_key = self.api_key.filter(|key| !key.is_empty());
+        if api_key.as_ref().is_some_and(|key| {
+            key.len() > 4096 || HeaderValue::from_str(&format!("Bearer {key}")).is_err()
+        }) {
+            return Err(HttpError::invalid_field(
+                format!("{field}.api_key"),
+                "must be a printable token of at most 4096 characters",
+            ));
+        }
+        if let Some(version) = &self.api_version {
+            let valid = !version.is_empty()
+                && version.len() <= 40
+                && version
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !valid {
+                return Err(HttpError::invalid_field(
+                    format!("{field}.api_version"),
+                    "must look like 2024-10-21",
+                ));
+            }
+        }
+        let headers = self.headers.unwrap_or_default();
+        if headers.len() > 32 {
+            return Err(HttpError::invalid_field(
+                format!("{field}.headers"),
+                "at most 32 headers",
+            ));
+        }
+        for (name, value) in &headers {
+            let reserved = [
+                "host",
+                "content-length",
+                "content-type",
+                "transfer-encoding",
+                "connection",
+            ];
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || reserved.contains(&name.to_ascii_lowercase().as_str())
+            {
+                return Err(HttpError::invalid_field(
+                    format!("{field}.headers"),
+                    format!("`{name}` is not a header name that may be set"),
+                ));
+            }
+            if HeaderValue::from_str(value).is_err() || value.len() > 4096 {
+                return Err(HttpError::invalid_field(
+                    format!("{field}.headers.{name}"),
+                    "must be printable and at most 4096 characters",
+                ));
+            }
+        }
+        let model = match (self.model.filter(|model| !model.is_empty()), api) {
+            (Some(model), _) => {
+                if model.len() > 256
+                    || model
+                        .bytes()
+                        .any(|b| b.is_ascii_control() || b == b'/' && api != UpstreamApi::OpenAi)
+                {
+                    return Err(HttpError::invalid_field(
+                        format!("{field}.model"),
+                        "must be a model or deployment name",
+                    ));
+                }
+                model
+            }
+            (None, UpstreamApi::OpenAi) => {
+                discover_model(state, &base_url, api_key.as_deref()).await?
+            }
+            (None, _) => {
+                return Err(HttpError::invalid_field(
+                    format!("{field}.model"),
+                    format!("is required for a {api} upstream (the model or deployment name)"),
+                ))
+            }
+        };
+        let headers_encrypted = (!headers.is_empty()).then(|| {
+            let pairs: Vec<(&String, &String)> = headers.iter().collect();
+            state
+                .secrets
+                .encrypt(&serde_json::to_string(&pairs).unwrap_or_default())
+        });
+        Ok(ValidUpstream {
+            base_url,
+            api,
+            model,
+            api_version: self.api_version,
+            key_encrypted: api_key.as_deref().map(|key| state.secrets.encrypt(key)),
+            headers_encrypted,
+        })
+    }
 }
 
 /// A decimal dollar amount given as a JSON string or number.
@@ -110,7 +229,6 @@ pub async fn create_endpoint(
             ),
         ));
     }
-    let base_url = validate_base_url("upstream.base_url", &request.upstream.base_url)?;
     let (min_workers, max_workers) = validate_workers(
         request.min_workers.unwrap_or(0),
         request.max_workers.unwrap_or(1),
@@ -128,19 +246,7 @@ pub async fn create_endpoint(
     let gpu_type = validate_gpu(&state, request.gpu_type)?;
     let description = validate_description(request.description.unwrap_or_default())?;
     let pricing = pricing_from(request.pricing, EndpointPricing::default())?;
-    let api_key = request.upstream.api_key.filter(|key| !key.is_empty());
-    if api_key.as_ref().is_some_and(|key| {
-        key.len() > 4096 || HeaderValue::from_str(&format!("Bearer {key}")).is_err()
-    }) {
-        return Err(HttpError::invalid_field(
-            "upstream.api_key",
-            "must be a printable token of at most 4096 characters",
-        ));
-    }
-    let upstream_model = match request.upstream.model.filter(|model| !model.is_empty()) {
-        Some(model) => model,
-        None => discover_model(&state, &base_url, api_key.as_deref()).await?,
-    };
+    let upstream = request.upstream.validate(&state, "upstream").await?;
     let now = now_ms();
     let endpoint = Endpoint {
         id: new_id(),
@@ -153,7 +259,7 @@ pub async fn create_endpoint(
         hf_repo_url: request.hf_repo_url,
         provider,
         provider_endpoint_id: request.provider_endpoint_id,
-        endpoint_url: Some(base_url.clone()),
+        endpoint_url: Some(upstream.base_url.clone()),
         endpoint_type: request.endpoint_type.unwrap_or(EndpointType::Serverless),
         gpu_type,
         min_workers,
@@ -162,15 +268,19 @@ pub async fn create_endpoint(
         status: EndpointStatus::Active,
         last_active_at: None,
         error_message: None,
-        upstream_base_url: base_url,
-        upstream_api: request.upstream.api.unwrap_or(UpstreamApi::OpenAi),
-        upstream_model,
-        upstream_key_encrypted: api_key.as_deref().map(|key| state.secrets.encrypt(key)),
+        upstream_base_url: upstream.base_url,
+        upstream_api: upstream.api,
+        upstream_model: upstream.model,
+        upstream_key_encrypted: upstream.key_encrypted,
         timeout_seconds,
         pricing,
         provider_resource: None,
-        upstream_headers_encrypted: None,
+        upstream_headers_encrypted: upstream.headers_encrypted,
         training_job_id: None,
+        routing: crate::domain::Routing {
+            api_version: upstream.api_version,
+            ..crate::domain::Routing::default()
+        },
         created_at: now,
         updated_at: now,
     };

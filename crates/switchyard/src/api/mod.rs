@@ -7,6 +7,7 @@ mod endpoints;
 mod events;
 mod extract;
 pub mod keys;
+mod traffic;
 mod usage;
 mod users;
 mod views;
@@ -64,6 +65,18 @@ pub fn router() -> Router<SharedState> {
             get(endpoints::get_endpoint)
                 .patch(endpoints::update_endpoint)
                 .delete(endpoints::delete_endpoint),
+        )
+        .route(
+            "/api/v1/endpoints/{endpoint_id}/backends",
+            post(traffic::create_backend).get(traffic::list_backends),
+        )
+        .route(
+            "/api/v1/endpoints/{endpoint_id}/backends/{backend_id}",
+            axum::routing::delete(traffic::delete_backend),
+        )
+        .route(
+            "/api/v1/endpoints/{endpoint_id}/traffic",
+            axum::routing::put(traffic::put_traffic).get(traffic::get_traffic),
         )
         .route(
             "/api/v1/endpoints/{endpoint_id}/keys",

@@ -60,6 +60,11 @@ pub struct Meter {
     pub upstream_started: Instant,
     estimated_input_tokens: u64,
     recorded: bool,
+    /// The backend of the latest attempt: (id, version).
+    served_by: Option<(String, String)>,
+    /// The tariff of a fallback endpoint that answered instead.
+    tariff: Option<crate::money::Tariff>,
+    attempts: u32,
 }
 
 impl Meter {
@@ -84,7 +89,24 @@ impl Meter {
             upstream_started: Instant::now(),
             estimated_input_tokens,
             recorded: false,
+            served_by: None,
+            tariff: None,
+            attempts: 0,
         }
+    }
+
+    /// Notes an attempt at a backend: the usage record names the last one,
+    /// charges it at its endpoint's tariff, and bills compute from its start.
+    pub fn attempt(
+        &mut self,
+        backend_id: &str,
+        version: &str,
+        tariff: Option<crate::money::Tariff>,
+    ) {
+        self.attempts += 1;
+        self.upstream_started = Instant::now();
+        self.served_by = Some((backend_id.to_owned(), version.to_owned()));
+        self.tariff = tariff;
     }
 
     /// Records the request and debits its cost; returns the cost in micro-dollars.
@@ -118,9 +140,9 @@ impl Meter {
         // Failed requests that produced nothing are not charged.
         let produced = success || output_tokens > 0;
         let cost = if produced {
-            self.route
-                .endpoint
-                .tariff
+            self.tariff
+                .as_ref()
+                .unwrap_or(&self.route.endpoint.tariff)
                 .charge_micros(compute_ms, input_tokens, output_tokens)
         } else {
             0
@@ -161,6 +183,9 @@ impl Meter {
             success,
             error_code: outcome.error_code,
             streamed: self.streamed,
+            backend_id: self.served_by.as_ref().map(|(id, _)| id.clone()),
+            backend_version: self.served_by.take().map(|(_, version)| version),
+            attempts: self.attempts.max(1),
             created_at: now_ms(),
         });
         cost

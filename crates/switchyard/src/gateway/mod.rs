@@ -2,10 +2,16 @@
 //! admit the request (limits, credits), forward it to the endpoint's upstream
 //! and meter the result. No database round trip and no lock on this path.
 
+pub mod backend;
+pub mod balance;
+mod forward;
 pub mod metering;
 mod replicate;
 pub mod request_body;
+pub mod resilience;
 pub mod stream;
+pub mod translate;
+pub mod translated_stream;
 pub mod upstream;
 
 use std::time::{Duration, Instant};
@@ -27,18 +33,20 @@ use crate::registry::Route;
 use crate::secrets::hashes_equal;
 use crate::state::SharedState;
 use crate::tokens::looks_like_api_key;
-use metering::{estimate_tokens, extract_usage, Meter, Outcome};
+use forward::{AnthropicRequest, ClientRequest};
+use metering::{Meter, Outcome};
 use request_body::{Operation, RequestBody};
-use stream::MeteredStream;
+use translated_stream::ClientProtocol;
 use upstream::UpstreamError;
 
 /// Largest upstream (non-streamed) response body the gateway will buffer.
-const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
 /// The gateway routes.
 pub fn router() -> Router<SharedState> {
     Router::new()
         .route("/v1/chat/completions", post(chat))
+        .route("/v1/messages", post(messages))
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(list_models))
@@ -62,6 +70,19 @@ pub fn router() -> Router<SharedState> {
 
 async fn chat(State(state): State<SharedState>, headers: HeaderMap, body: Body) -> Response {
     proxy(state, Operation::Chat, None, headers, body).await
+}
+
+/// `POST /v1/messages`: the Anthropic Messages API, to any chat endpoint.
+async fn messages(State(state): State<SharedState>, headers: HeaderMap, body: Body) -> Response {
+    proxy_as(
+        state,
+        Operation::Chat,
+        None,
+        headers,
+        body,
+        ClientProtocol::Anthropic,
+    )
+    .await
 }
 
 async fn completions(State(state): State<SharedState>, headers: HeaderMap, body: Body) -> Response {
@@ -174,6 +195,25 @@ async fn proxy(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    proxy_as(
+        state,
+        operation,
+        path_endpoint,
+        headers,
+        body,
+        ClientProtocol::OpenAi,
+    )
+    .await
+}
+
+async fn proxy_as(
+    state: SharedState,
+    operation: Operation,
+    path_endpoint: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+    protocol: ClientProtocol,
+) -> Response {
     let started = Instant::now();
     let request_id = request_id(&headers);
     let span = tracing::info_span!(
@@ -191,6 +231,7 @@ async fn proxy(
             body,
             &request_id,
             started,
+            protocol,
         )
         .await
         {
@@ -199,7 +240,10 @@ async fn proxy(
                 metrics::counter!("switchyard_gateway_rejections_total", "code" => error.code)
                     .increment(1);
                 tracing::debug!(code = error.code, message = %error.message, "request refused");
-                error.into_response()
+                match protocol {
+                    ClientProtocol::OpenAi => error.into_response(),
+                    ClientProtocol::Anthropic => anthropic_error_response(&error),
+                }
             }
         };
         finish_response(response, &request_id)
@@ -208,6 +252,21 @@ async fn proxy(
     .await
 }
 
+/// A gateway error in the Anthropic shape (`{"type":"error","error":{...}}`),
+/// which keeps OpenAI's `error.message/type/code/param` inside.
+fn anthropic_error_response(error: &HttpError) -> Response {
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&error.body_bytes()).unwrap_or_else(|_| serde_json::json!({}));
+    if let Some(object) = body.as_object_mut() {
+        object.insert("type".to_owned(), serde_json::Value::from("error"));
+    }
+    let mut response = error.clone().into_response();
+    *response.body_mut() = Body::from(body.to_string());
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    response
+}
+
+#[expect(clippy::too_many_arguments, reason = "the parts of one request")]
 async fn forward(
     state: &SharedState,
     operation: Operation,
@@ -216,6 +275,7 @@ async fn forward(
     body: Body,
     request_id: &HeaderValue,
     started: Instant,
+    protocol: ClientProtocol,
 ) -> Result<Response, HttpError> {
     let route = authenticate(state, headers)?;
     let endpoint = &route.endpoint.endpoint;
@@ -234,8 +294,21 @@ async fn forward(
         ));
     }
     let bytes = read_body(headers, body, state.settings.max_body_bytes).await?;
-    let request = RequestBody::parse(&bytes, operation)?;
-    match (&path_endpoint, &request.model) {
+    let (request, model) = match protocol {
+        ClientProtocol::OpenAi => {
+            let body = RequestBody::parse(&bytes, operation)?;
+            let model = body.model.clone();
+            (ClientRequest::OpenAi(body), model)
+        }
+        ClientProtocol::Anthropic => {
+            let (model, head) = parse_anthropic(&bytes)?;
+            (
+                ClientRequest::Anthropic(head),
+                model.map(std::borrow::Cow::Owned),
+            )
+        }
+    };
+    match (&path_endpoint, &model) {
         (Some(id), _) if *id != endpoint.id => return Err(endpoint_not_found(id)),
         (Some(_), _) => {}
         (None, Some(model)) if model.as_ref() == endpoint.name || model.as_ref() == endpoint.id => {
@@ -245,127 +318,56 @@ async fn forward(
     }
     check_status(endpoint.status)?;
     if endpoint.upstream_api == UpstreamApi::Replicate {
-        return replicate::forward(state, &route, operation, &request, request_id, started).await;
+        let ClientRequest::OpenAi(request) = &request else {
+            return Err(HttpError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "unsupported_operation",
+                "the Messages API is not offered for Replicate upstreams; use /v1/chat/completions",
+            ));
+        };
+        return replicate::forward(state, &route, operation, request, request_id, started).await;
     }
     let limits = admit(state, &route).await?;
     check_balance(&route)?;
-
-    let upstream_body = request.to_upstream(&endpoint.upstream_model);
-    let stream = request.stream && operation != Operation::Embeddings;
-    let meter = Meter::start(
-        route.clone(),
-        state.usage.clone(),
-        request_id.to_str().unwrap_or_default().to_owned(),
-        operation.method_name(),
-        stream,
-        started,
-        estimate_tokens(request.prompt_bytes),
-    );
-    let drop_usage_chunk = !request.client_wants_stream_usage;
-    drop(request);
-    let url = match operation {
-        Operation::Chat => route.endpoint.chat_url.clone(),
-        Operation::Completions => route.endpoint.completions_url.clone(),
-        Operation::Embeddings => route.endpoint.embeddings_url.clone(),
-    };
-    let timeout = upstream_timeout(state, endpoint);
-    let call = state.upstream.post_json(
-        url,
-        route.endpoint.upstream_authorization.as_ref(),
-        &route.endpoint.upstream_headers,
-        request_id,
-        stream,
-        upstream_body,
-        timeout,
-    );
-    let upstream_response = tokio::select! {
-        result = call => match result {
-            Ok(response) => response,
-            Err(error) => return Err(upstream_failure(meter, error)),
-        },
-        () = state.hard_stop.cancelled() => return Err(upstream_failure(meter, UpstreamError::ShuttingDown)),
-    };
-
-    let status = upstream_response.status();
-    let is_event_stream = upstream_response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("text/event-stream"));
-    let mut response = if stream && status.is_success() && is_event_stream {
-        let body = MeteredStream::new(
-            upstream_response.into_body(),
-            meter,
-            status.as_u16(),
-            drop_usage_chunk,
-            state.settings.stream_idle_timeout,
-            state.hard_stop.clone(),
-        );
-        let mut response = Response::new(Body::new(body));
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-        response
-    } else {
-        let content_type = upstream_response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .cloned();
-        let remaining = timeout.saturating_sub(meter.upstream_started.elapsed());
-        let collect = tokio::time::timeout(
-            remaining,
-            Limited::new(upstream_response.into_body(), MAX_UPSTREAM_BODY).collect(),
-        );
-        let collected = tokio::select! {
-            collected = collect => collected,
-            () = state.hard_stop.cancelled() => {
-                return Err(upstream_failure(meter, UpstreamError::ShuttingDown));
-            }
-        };
-        let bytes: Bytes = match collected {
-            Err(_) => return Err(upstream_failure(meter, UpstreamError::Timeout(timeout))),
-            Ok(Err(error)) => {
-                return Err(upstream_failure(
-                    meter,
-                    UpstreamError::Unreachable(error.to_string()),
-                ));
-            }
-            Ok(Ok(collected)) => collected.to_bytes(),
-        };
-        let usage = if status.is_success() {
-            extract_usage(&bytes)
-        } else {
-            None
-        };
-        let estimated_output = match (status.is_success(), usage, operation) {
-            (true, None, Operation::Chat | Operation::Completions) => {
-                estimate_tokens(generated_text_bytes(&bytes))
-            }
-            _ => 0,
-        };
-        meter.finish(Outcome {
-            status_code: status.as_u16(),
-            usage,
-            estimated_output_tokens: estimated_output,
-            error_code: (!status.is_success()).then(|| upstream_error_code(status, &bytes)),
-            first_byte: None,
-            upstream_finished: Instant::now(),
-            compute: None,
-        });
-        let mut response = Response::new(Body::from(bytes));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")),
-        );
-        response
-    };
+    let mut response = forward::attempts(
+        state, &route, operation, &request, &bytes, request_id, started,
+    )
+    .await?;
     add_rate_limit_headers(response.headers_mut(), &limits);
     Ok(response)
+}
+
+/// Reads `model`, `stream` and the prompt size of an Anthropic Messages body.
+fn parse_anthropic(bytes: &[u8]) -> Result<(Option<String>, AnthropicRequest), HttpError> {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        model: Option<String>,
+        #[serde(default)]
+        stream: Option<bool>,
+        #[serde(borrow)]
+        messages: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow)]
+        system: Option<&'a serde_json::value::RawValue>,
+    }
+    let head: Head<'_> = serde_json::from_slice(bytes).map_err(|error| {
+        if error.is_data() {
+            HttpError::invalid_json(format!("invalid field: {error}"))
+        } else {
+            HttpError::invalid_json(format!("the body is not valid JSON: {error}"))
+        }
+    })?;
+    let Some(messages) = head.messages else {
+        return Err(HttpError::invalid_field("messages", "is required"));
+    };
+    let prompt_bytes = messages.get().len() + head.system.map_or(0, |system| system.get().len());
+    Ok((
+        head.model,
+        AnthropicRequest {
+            stream: head.stream.unwrap_or(false),
+            prompt_bytes,
+        },
+    ))
 }
 
 fn authenticate(state: &SharedState, headers: &HeaderMap) -> Result<Route, HttpError> {
@@ -377,7 +379,14 @@ fn authenticate(state: &SharedState, headers: &HeaderMap) -> Result<Route, HttpE
             "invalid API key: pass a key as Authorization: Bearer sy_live_…",
         )
     };
-    let token = bearer_token(headers).ok_or_else(invalid)?;
+    // Anthropic SDKs send the key as `x-api-key`.
+    let token = bearer_token(headers)
+        .or_else(|| {
+            headers
+                .get("x-api-key")
+                .and_then(|value| value.to_str().ok())
+        })
+        .ok_or_else(invalid)?;
     if !looks_like_api_key(token) {
         return Err(invalid());
     }
@@ -466,7 +475,7 @@ fn check_balance(route: &Route) -> Result<(), HttpError> {
 }
 
 /// How long one request may wait on the endpoint's upstream.
-fn upstream_timeout(state: &SharedState, endpoint: &Endpoint) -> Duration {
+pub(crate) fn upstream_timeout(state: &SharedState, endpoint: &Endpoint) -> Duration {
     endpoint
         .timeout_seconds
         .and_then(|seconds| u64::try_from(seconds).ok())
@@ -517,7 +526,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     }
 }
 
-fn upstream_failure(meter: Meter, error: UpstreamError) -> HttpError {
+pub(crate) fn upstream_failure(meter: Meter, error: UpstreamError) -> HttpError {
     let (status, code) = match &error {
         UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
         UpstreamError::Unreachable(_) | UpstreamError::BadUrl(_) => {
@@ -547,7 +556,7 @@ fn upstream_failure(meter: Meter, error: UpstreamError) -> HttpError {
 
 /// The usage record's error code of an upstream error answer. Out-of-memory
 /// failures get their own code so the health monitor can suggest a larger GPU.
-fn upstream_error_code(status: StatusCode, body: &[u8]) -> String {
+pub(crate) fn upstream_error_code(status: StatusCode, body: &[u8]) -> String {
     if status.is_server_error() && memchr::memmem::find(body, b"out of memory").is_some() {
         "upstream_out_of_memory".to_owned()
     } else {
@@ -557,7 +566,7 @@ fn upstream_error_code(status: StatusCode, body: &[u8]) -> String {
 
 /// Bytes of generated text in a non-streamed completion (for estimating output
 /// tokens when the upstream reports no usage).
-fn generated_text_bytes(body: &[u8]) -> usize {
+pub(crate) fn generated_text_bytes(body: &[u8]) -> usize {
     #[derive(serde::Deserialize)]
     struct Response {
         #[serde(default)]

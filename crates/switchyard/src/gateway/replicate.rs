@@ -503,10 +503,7 @@ impl Link {
         if let Some(prefer) = prefer {
             builder = builder.header("prefer", prefer);
         }
-        if let Some(value) = &self.route.endpoint.upstream_authorization {
-            builder = builder.header(header::AUTHORIZATION, value.clone());
-        }
-        for (name, value) in &self.route.endpoint.upstream_headers {
+        for (name, value) in &self.route.endpoint.primary().headers {
             builder = builder.header(name, value.clone());
         }
         builder

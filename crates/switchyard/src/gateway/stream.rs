@@ -46,6 +46,8 @@ pub struct MeteredStream {
     /// The upstream sent `[DONE]`: the stream is complete even if the client
     /// goes away before the upstream closes its body.
     saw_done: bool,
+    /// Keeps the request counted in its backend's in-flight figure.
+    in_flight: Option<super::backend::InFlight>,
 }
 
 impl MeteredStream {
@@ -73,7 +75,14 @@ impl MeteredStream {
             hard_stop: Box::pin(hard_stop.cancelled_owned()),
             finished: false,
             saw_done: false,
+            in_flight: None,
         }
+    }
+
+    /// Keeps the backend's in-flight count up until the stream ends.
+    pub fn with_in_flight(mut self, in_flight: super::backend::InFlight) -> Self {
+        self.in_flight = Some(in_flight);
+        self
     }
 
     /// Splits `data` into complete events (forwarded, minus a dropped usage
@@ -133,6 +142,7 @@ impl MeteredStream {
     }
 
     fn finish(&mut self, error_code: Option<&str>) {
+        self.in_flight = None;
         if let Some(meter) = self.meter.take() {
             metrics::gauge!("switchyard_streams_in_flight").decrement(1.0);
             meter.finish(Outcome {

@@ -113,6 +113,23 @@ impl UpstreamClient {
         self.send(request, timeout).await
     }
 
+    /// Sends a GET with the given headers (backend health checks).
+    pub async fn get_with_headers(
+        &self,
+        url: http::Uri,
+        headers: &[(http::HeaderName, HeaderValue)],
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let mut builder = Request::builder().method(Method::GET).uri(url);
+        for (name, value) in headers {
+            builder = builder.header(name, value.clone());
+        }
+        let request = builder
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| UpstreamError::BadUrl("the health check URL".to_owned()))?;
+        self.send(request, timeout).await
+    }
+
     /// Sends a prepared request and waits for the response head within `timeout`.
     pub async fn send(
         &self,

@@ -38,6 +38,7 @@ pub struct EndpointPatch {
     pub upstream_headers_encrypted: Option<Option<String>>,
     pub hf_repo_url: Option<Option<String>>,
     pub last_active_at: Option<Option<i64>>,
+    pub routing: Option<crate::domain::Routing>,
 }
 
 impl EndpointPatch {
@@ -65,7 +66,8 @@ impl EndpointPatch {
             endpoint_url,
             upstream_headers_encrypted,
             hf_repo_url,
-            last_active_at
+            last_active_at,
+            routing
         );
         if let Some(value) = self.input_nanos_per_1k {
             endpoint.pricing.input_nanos_per_1k = value;
@@ -176,7 +178,7 @@ impl Store {
                  price_output_nanos_per_1k = $13, price_compute_nanos_per_second = $14, error_message = $15, \
                  updated_at = $16, provider = $20, provider_endpoint_id = $21, provider_resource = $22, \
                  endpoint_url = $23, upstream_headers_encrypted = $24, hf_repo_url = $25, last_active_at = $26, \
-                 upstream_api = $27 \
+                 upstream_api = $27, routing = $28 \
                  WHERE id = $17 AND user_id = $18 AND deleted_at IS NULL AND updated_at = $19",
             )
             .bind(&endpoint.name)
@@ -206,6 +208,7 @@ impl Store {
             .bind(&endpoint.hf_repo_url)
             .bind(endpoint.last_active_at)
             .bind(endpoint.upstream_api.as_str())
+            .bind(rows::routing_json(&endpoint.routing))
             .execute(&self.pool)
             .await
             .map_err(|error| {
@@ -323,9 +326,9 @@ pub(super) async fn insert_endpoint(
              max_workers, idle_timeout_seconds, status, last_active_at, error_message, upstream_base_url, \
              upstream_api, upstream_model, upstream_key_encrypted, timeout_seconds, price_input_nanos_per_1k, \
              price_output_nanos_per_1k, price_compute_nanos_per_second, provider_resource, \
-             upstream_headers_encrypted, training_job_id, created_at, updated_at) VALUES \
+             upstream_headers_encrypted, training_job_id, created_at, updated_at, routing) VALUES \
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-             $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)",
+             $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)",
         )
         .bind(&endpoint.id)
         .bind(&endpoint.user_id)
@@ -359,6 +362,7 @@ pub(super) async fn insert_endpoint(
         .bind(&endpoint.training_job_id)
         .bind(endpoint.created_at)
         .bind(endpoint.updated_at)
+        .bind(rows::routing_json(&endpoint.routing))
         .execute(&mut **transaction)
         .await
         .map_err(|error| {

@@ -3,6 +3,7 @@
 //! This is the only module that contains SQL. Every query is written in the
 //! common subset of both databases (`$n` placeholders, TEXT and BIGINT columns).
 
+mod backends;
 mod endpoints;
 mod jobs;
 mod keys;
@@ -20,6 +21,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use thiserror::Error;
 
+pub use backends::VersionUsage;
 pub use endpoints::{EndpointFilter, EndpointPatch};
 pub use jobs::finish as finish_job;
 pub use usage::{EndpointUsageSummary, UsageSummary};

@@ -5,9 +5,9 @@ use sqlx::Row;
 
 use super::{hex_decode, StoreError};
 use crate::domain::{
-    ApiKey, DeployJob, Endpoint, EndpointPricing, EndpointStatus, EndpointType, JobKind, JobStage,
-    JobState, LedgerEntry, LedgerKind, Modality, Permission, SourceType, UpstreamApi, UsageRecord,
-    UsageSource, User,
+    ApiKey, Backend, DeployJob, Endpoint, EndpointPricing, EndpointStatus, EndpointType, JobKind,
+    JobStage, JobState, LedgerEntry, LedgerKind, Modality, Permission, Routing, SourceType,
+    UpstreamApi, UsageRecord, UsageSource, User,
 };
 
 pub(super) const USER_COLUMNS: &str = "id, name, is_admin, balance_micro_usd, created_at";
@@ -17,7 +17,11 @@ pub(super) const ENDPOINT_COLUMNS: &str = "id, user_id, name, description, modal
     min_workers, max_workers, idle_timeout_seconds, status, last_active_at, error_message, \
     upstream_base_url, upstream_api, upstream_model, upstream_key_encrypted, timeout_seconds, \
     price_input_nanos_per_1k, price_output_nanos_per_1k, price_compute_nanos_per_second, \
-    provider_resource, upstream_headers_encrypted, training_job_id, created_at, updated_at";
+    provider_resource, upstream_headers_encrypted, training_job_id, created_at, updated_at, routing";
+
+pub(super) const BACKEND_COLUMNS: &str = "id, endpoint_id, version, weight, upstream_base_url, \
+    upstream_api, upstream_model, upstream_api_version, upstream_key_encrypted, \
+    upstream_headers_encrypted, created_at";
 
 pub(super) const JOB_COLUMNS: &str = "id, endpoint_id, user_id, kind, state, stage, progress, request, \
     plan, resource, attempts, key_id, key_secret_encrypted, error, lease_owner, lease_until, created_at, \
@@ -30,7 +34,7 @@ pub(super) const KEY_COLUMNS: &str =
 
 pub(super) const USAGE_COLUMNS: &str = "id, request_id, api_key_id, endpoint_id, user_id, method, \
     status_code, input_tokens, output_tokens, usage_source, latency_ms, ttft_ms, compute_ms, \
-    cost_micro_usd, success, error_code, streamed, created_at";
+    cost_micro_usd, success, error_code, streamed, created_at, backend_id, backend_version, attempts";
 
 pub(super) const LEDGER_COLUMNS: &str =
     "id, user_id, kind, amount_micro_usd, balance_after_micro_usd, request_id, reason, created_at";
@@ -100,8 +104,36 @@ pub(super) fn endpoint(row: &AnyRow) -> Result<Endpoint, StoreError> {
         provider_resource: row.try_get("provider_resource")?,
         upstream_headers_encrypted: row.try_get("upstream_headers_encrypted")?,
         training_job_id: row.try_get("training_job_id")?,
+        routing: routing(&row.try_get::<String, _>("routing")?)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// The JSON text of an endpoint's routing.
+pub(super) fn routing_json(routing: &Routing) -> String {
+    serde_json::to_string(routing).unwrap_or_else(|_| "{}".to_owned())
+}
+
+fn routing(text: &str) -> Result<Routing, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|error| StoreError::Corrupt(format!("column routing is not valid: {error}")))
+}
+
+pub(super) fn backend(row: &AnyRow) -> Result<Backend, StoreError> {
+    let api: String = row.try_get("upstream_api")?;
+    Ok(Backend {
+        id: row.try_get("id")?,
+        endpoint_id: row.try_get("endpoint_id")?,
+        version: row.try_get("version")?,
+        weight: row.try_get("weight")?,
+        upstream_base_url: row.try_get("upstream_base_url")?,
+        upstream_api: parsed(UpstreamApi::parse(&api), "upstream_api", &api)?,
+        upstream_model: row.try_get("upstream_model")?,
+        upstream_api_version: row.try_get("upstream_api_version")?,
+        upstream_key_encrypted: row.try_get("upstream_key_encrypted")?,
+        upstream_headers_encrypted: row.try_get("upstream_headers_encrypted")?,
+        created_at: row.try_get("created_at")?,
     })
 }
 
@@ -153,6 +185,9 @@ pub(super) fn usage(row: &AnyRow) -> Result<UsageRecord, StoreError> {
         success: row.try_get::<i64, _>("success")? != 0,
         error_code: row.try_get("error_code")?,
         streamed: row.try_get::<i64, _>("streamed")? != 0,
+        backend_id: row.try_get("backend_id")?,
+        backend_version: row.try_get("backend_version")?,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(1),
         created_at: row.try_get("created_at")?,
     })
 }

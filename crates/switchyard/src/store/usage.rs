@@ -80,7 +80,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO usage_records ({}) VALUES {}",
                 rows::USAGE_COLUMNS,
-                placeholders(self.backend, 18, chunk.len())
+                placeholders(self.backend, 21, chunk.len())
             );
             let mut statement = sqlx::query(&sql);
             for record in chunk {
@@ -102,7 +102,10 @@ impl Store {
                     .bind(i64::from(record.success))
                     .bind(record.error_code.clone())
                     .bind(i64::from(record.streamed))
-                    .bind(record.created_at);
+                    .bind(record.created_at)
+                    .bind(record.backend_id.clone())
+                    .bind(record.backend_version.clone())
+                    .bind(i64::from(record.attempts));
             }
             statement.execute(&mut *transaction).await?;
         }
