@@ -204,20 +204,21 @@ async fn admit(inner: &Inner, mode: &str) -> Result<bool, Response> {
     }
 }
 
-fn check_headers(inner: &Inner, headers: &HeaderMap, json_body: bool) -> Result<(), Response> {
+/// The answer to a request whose headers are wrong, if they are.
+fn header_problem(inner: &Inner, headers: &HeaderMap, json_body: bool) -> Option<Response> {
     match headers
         .get("x-api-key")
         .and_then(|value| value.to_str().ok())
     {
         None => {
-            return Err(error(
+            return Some(error(
                 StatusCode::UNAUTHORIZED,
                 "authentication_error",
                 "x-api-key header is required",
             ))
         }
         Some(key) if key != inner.api_key => {
-            return Err(error(
+            return Some(error(
                 StatusCode::UNAUTHORIZED,
                 "authentication_error",
                 "invalid x-api-key",
@@ -229,9 +230,9 @@ fn check_headers(inner: &Inner, headers: &HeaderMap, json_body: bool) -> Result<
         .get("anthropic-version")
         .and_then(|value| value.to_str().ok())
     {
-        None => return Err(invalid("anthropic-version: header is required")),
+        None => return Some(invalid("anthropic-version: header is required")),
         Some(version) if version != VERSION => {
-            return Err(invalid(format!(
+            return Some(invalid(format!(
                 "anthropic-version: \"{version}\" is not a valid version"
             )))
         }
@@ -243,12 +244,12 @@ fn check_headers(inner: &Inner, headers: &HeaderMap, json_body: bool) -> Result<
             .and_then(|value| value.to_str().ok())
             .unwrap_or("");
         if !content_type.starts_with("application/json") {
-            return Err(invalid(format!(
+            return Some(invalid(format!(
                 "content-type: expected application/json, got \"{content_type}\""
             )));
         }
     }
-    Ok(())
+    None
 }
 
 async fn models(
@@ -264,7 +265,7 @@ async fn models(
         Ok(cut) => cut,
         Err(response) => return response,
     };
-    if let Err(response) = check_headers(&inner, &headers, false) {
+    if let Some(response) = header_problem(&inner, &headers, false) {
         return response;
     }
     let body = json!({"data": [{"type": "model", "id": MODEL, "display_name": "Claude Fake 1",
@@ -298,7 +299,7 @@ async fn messages(
         Ok(cut) => cut,
         Err(response) => return response,
     };
-    if let Err(response) = check_headers(&inner, &headers, true) {
+    if let Some(response) = header_problem(&inner, &headers, true) {
         return response;
     }
     let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(&body) else {
@@ -638,12 +639,15 @@ fn validate_messages(messages: Option<&Value>) -> Result<(), String> {
     Ok(())
 }
 
+/// A required field and the check of its type.
+type FieldCheck = (&'static str, fn(&Value) -> bool);
+
 /// Checks one content block; the error starts with the field suffix (`.text: ...`).
 fn validate_block(block: &Value) -> Result<(), String> {
     let Some(block) = block.as_object() else {
         return Err(": Input should be a valid dictionary".into());
     };
-    let (allowed, required): (&[&str], &[(&str, fn(&Value) -> bool)]) =
+    let (allowed, required): (&[&str], &[FieldCheck]) =
         match block.get("type").and_then(Value::as_str) {
             Some("text") => (&["text", "citations"], &[("text", Value::is_string)]),
             Some("image") => (&["source"], &[("source", Value::is_object)]),

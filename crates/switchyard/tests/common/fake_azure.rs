@@ -317,14 +317,19 @@ async fn admit(
     Ok(cut)
 }
 
-fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Response> {
+/// The body as a JSON object, if it is one.
+fn parse_body(body: &[u8]) -> Option<Map<String, Value>> {
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(body)) => Ok(body),
-        _ => Err(invalid(
-            "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.",
-            None,
-        )),
+        Ok(Value::Object(body)) => Some(body),
+        _ => None,
     }
+}
+
+fn unparsable() -> Response {
+    invalid(
+        "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.",
+        None,
+    )
 }
 
 fn json_answer(body: &Value, cut: bool) -> Response {
@@ -351,9 +356,8 @@ async fn chat(
         Ok(cut) => cut,
         Err(response) => return response,
     };
-    let request = match parse_body(&body) {
-        Ok(request) => request,
-        Err(response) => return response,
+    let Some(request) = parse_body(&body) else {
+        return unparsable();
     };
     if let Err((message, param)) = validate_chat(&request) {
         return invalid(&message, param.as_deref());
@@ -531,7 +535,7 @@ pub fn validate_chat(request: &Map<String, Value>) -> Result<(), (String, Option
     }
     for field in ["max_tokens", "max_completion_tokens", "n"] {
         if let Some(value) = request.get(field) {
-            if !value.is_null() && !value.as_u64().is_some_and(|count| count >= 1) {
+            if !value.is_null() && value.as_u64().is_none_or(|count| count < 1) {
                 return Err((
                     format!("Invalid '{field}': integer below minimum value. Expected a value >= 1, but got {value} instead."),
                     Some(field.into()),
@@ -556,9 +560,8 @@ async fn embeddings(
         Ok(cut) => cut,
         Err(response) => return response,
     };
-    let request = match parse_body(&body) {
-        Ok(request) => request,
-        Err(response) => return response,
+    let Some(request) = parse_body(&body) else {
+        return unparsable();
     };
     if let Some(field) = request
         .keys()

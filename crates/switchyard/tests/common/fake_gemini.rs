@@ -203,20 +203,21 @@ fn query_param(uri: &Uri, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-fn check_key(inner: &Inner, uri: &Uri, headers: &HeaderMap) -> Result<(), Response> {
+/// The answer to a request without the right API key, if it lacks one.
+fn key_problem(inner: &Inner, uri: &Uri, headers: &HeaderMap) -> Option<Response> {
     let key = headers
         .get("x-goog-api-key")
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned)
         .or_else(|| query_param(uri, "key"));
     match key {
-        None => Err(error(
+        None => Some(error(
             StatusCode::FORBIDDEN,
             "PERMISSION_DENIED",
             "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
         )),
-        Some(key) if key != inner.api_key => Err(failure(Failure::Unauthorized)),
-        Some(_) => Ok(()),
+        Some(key) if key != inner.api_key => Some(failure(Failure::Unauthorized)),
+        Some(_) => None,
     }
 }
 
@@ -259,7 +260,7 @@ async fn list_models(
         Ok(cut) => cut,
         Err(response) => return response,
     };
-    if let Err(response) = check_key(&inner, &uri, &headers) {
+    if let Some(response) = key_problem(&inner, &uri, &headers) {
         return response;
     }
     json_answer(&json!({"models": [model_info(MODEL)]}), cut)
@@ -278,7 +279,7 @@ async fn get_model(
         Ok(cut) => cut,
         Err(response) => return response,
     };
-    if let Err(response) = check_key(&inner, &uri, &headers) {
+    if let Some(response) = key_problem(&inner, &uri, &headers) {
         return response;
     }
     if !model.starts_with("gemini-") {
@@ -301,7 +302,7 @@ async fn generate(
         Ok(cut) => cut,
         Err(response) => return response,
     };
-    if let Err(response) = check_key(&inner, &uri, &headers) {
+    if let Some(response) = key_problem(&inner, &uri, &headers) {
         return response;
     }
     let Some((model, method)) = name.split_once(':') else {
