@@ -12,7 +12,7 @@ use common::fake_anthropic::FakeAnthropic;
 use common::fake_azure::FakeAzure;
 use common::fake_gemini::FakeGemini;
 use common::fake_upstream::FakeUpstream;
-use common::faults::{Fault, RETRY_AFTER_SECONDS};
+use common::faults::{generate, Fault, Stop, RETRY_AFTER_SECONDS};
 use common::{fake_anthropic, fake_azure, fake_gemini, fake_upstream};
 use serde_json::{json, Value};
 
@@ -1083,4 +1083,42 @@ async fn every_fault_mode_behaves_on_every_fake() {
     let started = std::time::Instant::now();
     futures_util::future::join_all(fakes.iter().map(check_faults)).await;
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn the_pure_helpers_cut_answers_and_parse_names() {
+    let reply = ["Hello", " there", " world"];
+    assert_eq!(
+        generate(&reply, 10, &[]),
+        (
+            vec!["Hello".into(), " there".into(), " world".into()],
+            Stop::End
+        )
+    );
+    assert_eq!(generate(&reply, 3, &[]).1, Stop::End);
+    assert_eq!(
+        generate(&reply, 1, &[]),
+        (vec!["Hello".into()], Stop::Length)
+    );
+    assert_eq!(
+        generate(&reply, 10, &["ere", "o t"]),
+        (vec!["Hell".into()], Stop::Sequence("o t".into()))
+    );
+    assert_eq!(generate(&reply, 10, &["", "zzz"]).1, Stop::End);
+    // A stop sequence beyond the budget never triggers.
+    assert_eq!(generate(&reply, 2, &["world"]).1, Stop::Length);
+
+    for fault in Fault::ALL {
+        assert_eq!(Fault::parse(fault.name()), Some(fault));
+    }
+    assert_eq!(Fault::parse("v1"), None);
+
+    assert!(fake_azure::is_api_version("2024-10-21"));
+    assert!(fake_azure::is_api_version("2025-04-01-preview"));
+    assert!(!fake_azure::is_api_version("2024-1-21"));
+    assert!(!fake_azure::is_api_version("v1"));
+
+    assert_eq!(fake_gemini::camel("max_output_tokens"), "maxOutputTokens");
+    assert_eq!(fake_gemini::snake("maxOutputTokens"), "max_output_tokens");
+    assert_eq!(fake_gemini::camel("contents"), "contents");
 }
