@@ -1,5 +1,13 @@
 //! A fake OpenAI-compatible upstream: fixed usage, SSE streams, errors and slowness,
 //! chosen by the path prefix of the base URL (`/v1`, `/slow/v1`, `/error500/v1`, ...).
+//!
+//! Its own modes: `v1` (normal), `slow` (3 s before the head), `error500`, `oom`,
+//! `error400` (context too long), `nousage`, `held`, `slowstream`, `lingering`. It also
+//! speaks the shared fault modes of [`super::faults`] (`ok`, `reset`, `error503`,
+//! `error429`, `dies_midstream`, `flaky`, `error401`) with OpenAI's error shape, and a
+//! run-time override ([`FakeUpstream::set_mode_override`]). `GET /{mode}/models` ignores
+//! the older modes, as path or override (endpoint registration discovers the model even on
+//! `slow`), but honours the shared faults.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,6 +23,8 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 
+use super::faults::{self, Failure, FaultControl, Plan};
+
 pub const PROMPT_TOKENS: u64 = 11;
 pub const COMPLETION_TOKENS: u64 = 7;
 pub const STREAM_CHUNKS: u64 = 5;
@@ -29,6 +39,8 @@ pub struct Recorded {
     pub stream_completed: AtomicBool,
     /// Streams on `/held/v1` wait for this after their first chunk.
     pub release: Notify,
+    /// Per-mode counters, the flaky period and the run-time mode override.
+    pub faults: FaultControl,
 }
 
 impl Recorded {
@@ -58,29 +70,118 @@ pub struct FakeUpstream {
 impl FakeUpstream {
     pub async fn start() -> Self {
         let recorded = Arc::new(Recorded::default());
-        let app = Router::new()
+        let router = Router::new()
             .route("/{mode}/models", get(models))
             .route("/{mode}/chat/completions", post(chat))
             .route("/{mode}/completions", post(completions))
             .route("/{mode}/embeddings", post(embeddings))
             .with_state(recorded.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let addr = faults::serve(router).await;
         Self {
             base: format!("http://{addr}"),
             recorded,
         }
     }
 
-    /// The OpenAI base URL for a behaviour: `v1`, `slow`, `error500`, `oom`, `error400`, `nousage`, `held`, `lingering`.
+    /// The OpenAI base URL for a behaviour: `v1`, `slow`, `error500`, `oom`, `error400`, `nousage`, `held`, `lingering`,
+    /// or a shared fault (`reset`, `error503`, `error429`, `dies_midstream`, `flaky`, `error401`).
     pub fn url(&self, mode: &str) -> String {
         format!("{}/{mode}", self.base)
     }
+
+    /// Per-mode counters, the flaky period and the run-time mode override.
+    pub fn faults(&self) -> &FaultControl {
+        &self.recorded.faults
+    }
+
+    /// Makes every request behave as `mode`, or restores the path's mode with `None`.
+    pub fn set_mode_override(&self, mode: Option<&str>) {
+        self.recorded.faults.set_mode_override(mode);
+    }
 }
 
-async fn models() -> Json<Value> {
-    Json(json!({"object":"list","data":[{"id": UPSTREAM_MODEL, "object":"model"}]}))
+/// The modes this fake had before the shared faults; `/models` ignores them.
+const OWN_MODES: [&str; 9] = [
+    "v1",
+    "slow",
+    "error500",
+    "oom",
+    "error400",
+    "nousage",
+    "held",
+    "slowstream",
+    "lingering",
+];
+
+async fn models(State(state): State<Arc<Recorded>>, Path(mode): Path<String>) -> Response {
+    let body = json!({"object":"list","data":[{"id": UPSTREAM_MODEL, "object":"model"}]});
+    let plan = state.faults.admit(&mode);
+    let effective = state.faults.mode_override().unwrap_or(mode);
+    if OWN_MODES.contains(&effective.as_str()) {
+        return Json(body).into_response();
+    }
+    match plan {
+        Plan::Reset => faults::reset_response(),
+        Plan::Fail(failure) => openai_failure(failure),
+        Plan::Serve { mode, cut } => {
+            FaultControl::delay(&mode).await;
+            answer(body, cut)
+        }
+    }
+}
+
+/// A JSON answer, or its first half and a dead connection when `cut`.
+fn answer(body: Value, cut: bool) -> Response {
+    if cut {
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(faults::cut_json_body(&body))
+            .unwrap();
+    }
+    Json(body).into_response()
+}
+
+/// A shared fault in OpenAI's error shape (`error400` keeps this fake's context-too-long body).
+fn openai_failure(failure: Failure) -> Response {
+    let (message, kind, code) = match failure {
+        Failure::Unavailable => (
+            "The server is overloaded or not ready yet.",
+            "server_error",
+            json!(null),
+        ),
+        Failure::RateLimited => (
+            "Rate limit reached for requests",
+            "requests",
+            json!("rate_limit_exceeded"),
+        ),
+        Failure::BadRequest => (
+            "context too long",
+            "invalid_request_error",
+            json!("exceed_context_size_error"),
+        ),
+        Failure::Unauthorized => (
+            "Incorrect API key provided",
+            "invalid_request_error",
+            json!("invalid_api_key"),
+        ),
+    };
+    let mut response = (
+        failure.status(),
+        Json(json!({"error":{"message": message, "type": kind, "param": null, "code": code}})),
+    )
+        .into_response();
+    if let Some(seconds) = failure.retry_after() {
+        response
+            .headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from(seconds));
+    }
+    if failure == Failure::RateLimited {
+        response.headers_mut().insert(
+            "x-ratelimit-remaining-requests",
+            axum::http::HeaderValue::from_static("0"),
+        );
+    }
+    response
 }
 
 fn record(state: &Recorded, path: &str, headers: &HeaderMap, body: &Value) {
@@ -92,25 +193,28 @@ fn record(state: &Recorded, path: &str, headers: &HeaderMap, body: &Value) {
         .push((path.to_owned(), headers.clone(), body.clone()));
 }
 
-async fn behave(mode: &str) -> Option<Response> {
-    match mode {
+/// Counts the request and applies its mode: `Ok((effective mode, cut))` to serve it,
+/// `Err` with the answer to give instead.
+async fn behave(state: &Recorded, path_mode: &str) -> Result<(String, bool), Response> {
+    let (mode, cut) = match state.faults.admit(path_mode) {
+        Plan::Reset => return Err(faults::reset_response()),
+        Plan::Fail(failure) => return Err(openai_failure(failure)),
+        Plan::Serve { mode, cut } => (mode, cut),
+    };
+    match mode.as_str() {
         "slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
-            None
+            Ok((mode, cut))
         }
-        "error500" => Some(
+        "error500" => Err(
             (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error":{"message":"upstream exploded","type":"server_error","code":500}})))
                 .into_response(),
         ),
-        "oom" => Some(
+        "oom" => Err(
             (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error":{"message":"CUDA out of memory. Tried to allocate 2.00 GiB","type":"server_error","code":500}})))
                 .into_response(),
         ),
-        "error400" => Some(
-            (StatusCode::BAD_REQUEST, Json(json!({"error":{"message":"context too long","type":"invalid_request_error","code":"exceed_context_size_error"}})))
-                .into_response(),
-        ),
-        _ => None,
+        _ => Ok((mode, cut)),
     }
 }
 
@@ -128,10 +232,14 @@ async fn chat(
         )
             .into_response();
     }
-    if let Some(response) = behave(&mode).await {
-        return response;
-    }
+    let (mode, cut) = match behave(&state, &mode).await {
+        Ok(served) => served,
+        Err(response) => return response,
+    };
     if body["stream"] == true {
+        if cut {
+            return cut_stream();
+        }
         return stream(state, mode, body);
     }
     let mut response = json!({
@@ -142,7 +250,24 @@ async fn chat(
     if mode == "nousage" {
         response.as_object_mut().unwrap().remove("usage");
     }
-    Json(response).into_response()
+    answer(response, cut)
+}
+
+/// A `dies_midstream` stream: the first chunks, then a dead connection.
+fn cut_stream() -> Response {
+    let chunks = (0..STREAM_CHUNKS)
+        .map(|index| {
+            Bytes::from(format!(
+                "data: {}\n\n",
+                json!({"id":"c","object":"chat.completion.chunk","created":1,"model":UPSTREAM_MODEL,
+                       "choices":[{"index":0,"delta":{"content":format!("tok{index} ")},"finish_reason":null}]})
+            ))
+        })
+        .collect();
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(faults::events_body(chunks, true))
+        .unwrap()
 }
 
 struct CancelGuard {
@@ -240,15 +365,16 @@ async fn completions(
     Json(body): Json<Value>,
 ) -> Response {
     record(&state, "/completions", &headers, &body);
-    if let Some(response) = behave(&mode).await {
-        return response;
-    }
-    Json(
+    let cut = match behave(&state, &mode).await {
+        Ok((_, cut)) => cut,
+        Err(response) => return response,
+    };
+    answer(
         json!({"id":"cmpl-1","object":"text_completion","model":UPSTREAM_MODEL,
         "choices":[{"index":0,"text":" world","finish_reason":"length"}],
         "usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}}),
+        cut,
     )
-    .into_response()
 }
 
 async fn embeddings(
@@ -258,11 +384,14 @@ async fn embeddings(
     Json(body): Json<Value>,
 ) -> Response {
     record(&state, "/embeddings", &headers, &body);
-    if let Some(response) = behave(&mode).await {
-        return response;
-    }
-    Json(json!({"object":"list","model":UPSTREAM_MODEL,
+    let cut = match behave(&state, &mode).await {
+        Ok((_, cut)) => cut,
+        Err(response) => return response,
+    };
+    answer(
+        json!({"object":"list","model":UPSTREAM_MODEL,
         "data":[{"object":"embedding","index":0,"embedding":[0.1,0.2,0.3]}],
-        "usage":{"prompt_tokens":5,"total_tokens":5}}))
-    .into_response()
+        "usage":{"prompt_tokens":5,"total_tokens":5}}),
+        cut,
+    )
 }

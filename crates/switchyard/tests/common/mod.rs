@@ -4,12 +4,16 @@
 #![allow(dead_code)]
 
 pub mod deploy;
+pub mod fake_anthropic;
+pub mod fake_azure;
+pub mod fake_gemini;
 pub mod fake_huggingface;
 pub mod fake_modal;
 pub mod fake_replicate;
 pub mod fake_runpod;
 pub mod fake_together;
 pub mod fake_upstream;
+pub mod faults;
 pub mod spec;
 
 use std::time::Duration;
