@@ -116,6 +116,8 @@ pub struct Route {
 pub struct Snapshot {
     pub routes: HashMap<[u8; 32], Route>,
     pub accounts: HashMap<String, Arc<Account>>,
+    /// Key id → key hash, to find a route by key id (deployments' internal keys).
+    pub by_key_id: HashMap<String, [u8; 32]>,
 }
 
 /// Owner of the current snapshot.
@@ -151,6 +153,13 @@ impl Registry {
     /// Finds the route for a key hash.
     pub fn route(&self, key_hash: &[u8; 32]) -> Option<Route> {
         self.current.load().routes.get(key_hash).cloned()
+    }
+
+    /// Finds the route of a usable key by its id.
+    pub fn route_by_key_id(&self, key_id: &str) -> Option<Route> {
+        let snapshot = self.current.load();
+        let hash = snapshot.by_key_id.get(key_id)?;
+        snapshot.routes.get(hash).cloned()
     }
 
     /// The in-memory account of a user, if known.
@@ -223,7 +232,15 @@ impl Registry {
                 },
             );
         }
-        self.current.store(Arc::new(Snapshot { routes, accounts }));
+        let by_key_id = routes
+            .iter()
+            .map(|(hash, route)| (route.key.key.id.clone(), *hash))
+            .collect();
+        self.current.store(Arc::new(Snapshot {
+            routes,
+            accounts,
+            by_key_id,
+        }));
         Ok(())
     }
 

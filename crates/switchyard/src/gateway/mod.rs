@@ -3,6 +3,7 @@
 //! and meter the result. No database round trip and no lock on this path.
 
 pub mod metering;
+pub mod native;
 mod replicate;
 pub mod request_body;
 pub mod stream;

@@ -3,10 +3,12 @@
 //! This is the only module that contains SQL. Every query is written in the
 //! common subset of both databases (`$n` placeholders, TEXT and BIGINT columns).
 
+mod deployments;
 mod endpoints;
 mod jobs;
 mod keys;
 mod ledger;
+mod models;
 mod rows;
 mod usage;
 mod users;
@@ -20,8 +22,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use thiserror::Error;
 
+pub use deployments::{Deployment, DeploymentStatus, DeploymentUsage, DeploymentWithModel};
 pub use endpoints::{EndpointFilter, EndpointPatch};
 pub use jobs::finish as finish_job;
+pub use models::{DeploymentType, Model, ModelScope, ModelType};
 pub use usage::{EndpointUsageSummary, UsageSummary};
 pub use webhooks::Webhook;
 
