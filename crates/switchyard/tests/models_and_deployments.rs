@@ -641,8 +641,36 @@ on_both_backends!(deployments_forward_to_openai, |backend| async move {
     let (_, bobs) = seen.get(&server, "/api/v1/deployments", &bob).await;
     assert_eq!(bobs["statistics"]["total"], 0);
 
-    // The model cannot be deleted while a deployment runs on it.
+    // A new credential on the model reaches its running deployments at once.
     let model_path = format!("/api/v1/models/{model_id}");
+    let (status, patched) = seen
+        .call(
+            &server,
+            reqwest::Method::PATCH,
+            &model_path,
+            &alice,
+            Some(json!({"api_config": {"apiKey": "sk-rotated-key"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    let response = infer(
+        &server,
+        &deployment_id,
+        "v1/chat/completions",
+        &alice,
+        chat_body(false),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let headers = upstream.recorded.last_headers();
+    assert_eq!(headers["authorization"], "Bearer sk-rotated-key");
+    assert!(
+        headers.get("x-team").is_none(),
+        "the replaced api_config dropped the header"
+    );
+    wait_for_requests(&server, &alice, &deployment_id, 4).await;
+
+    // The model cannot be deleted while a deployment runs on it.
     let (status, error) = seen
         .call(&server, reqwest::Method::DELETE, &model_path, &alice, None)
         .await;

@@ -336,11 +336,13 @@ async fn authorize(
         .registry
         .route_by_key_id(&found.deployment.key_id)
         .ok_or_else(|| {
-            tracing::error!(
-                deployment_id,
-                "the deployment's internal key is not routable"
-            );
-            HttpError::internal()
+            // Its endpoint was terminated or its internal key revoked through the endpoint routes.
+            HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "endpoint_stopped",
+                "the deployment's endpoint was terminated or its internal key revoked; delete the deployment and create a new one",
+            )
         })?;
     Ok((route, found.deployment.status))
 }
