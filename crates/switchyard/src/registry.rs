@@ -125,6 +125,8 @@ pub struct Snapshot {
     pub routes: HashMap<[u8; 32], Route>,
     pub accounts: HashMap<String, Arc<Account>>,
     pub endpoints: HashMap<String, Arc<EndpointRuntime>>,
+    /// Key id → key hash, to find a route by key id (deployments' internal keys).
+    pub by_key_id: HashMap<String, [u8; 32]>,
 }
 
 /// Owner of the current snapshot.
@@ -170,6 +172,13 @@ impl Registry {
     /// One live endpoint's runtime.
     pub fn endpoint(&self, endpoint_id: &str) -> Option<Arc<EndpointRuntime>> {
         self.current.load().endpoints.get(endpoint_id).cloned()
+    }
+
+    /// Finds the route of a usable key by its id.
+    pub fn route_by_key_id(&self, key_id: &str) -> Option<Route> {
+        let snapshot = self.current.load();
+        let hash = snapshot.by_key_id.get(key_id)?;
+        snapshot.routes.get(hash).cloned()
     }
 
     /// The in-memory account of a user, if known.
@@ -253,10 +262,15 @@ impl Registry {
                 },
             );
         }
+        let by_key_id = routes
+            .iter()
+            .map(|(hash, route)| (route.key.key.id.clone(), *hash))
+            .collect();
         self.current.store(Arc::new(Snapshot {
             routes,
             accounts,
             endpoints: endpoint_runtimes,
+            by_key_id,
         }));
         Ok(())
     }

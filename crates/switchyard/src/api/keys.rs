@@ -48,6 +48,15 @@ impl CreateKey {
             test: false,
         }
     }
+
+    /// A key request with explicit rate limits (internal keys of deployments).
+    pub fn with_limits(name: &str, per_minute: i64, per_day: i64) -> Self {
+        Self {
+            rate_limit_per_minute: Some(per_minute),
+            rate_limit_per_day: Some(per_day),
+            ..Self::named(name)
+        }
+    }
 }
 
 /// Validates a key request and builds the stored key and its one-time secret.

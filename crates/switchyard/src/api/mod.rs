@@ -3,11 +3,13 @@
 
 mod connection;
 pub mod deploy;
+mod deployments;
 mod endpoints;
 mod events;
 mod extract;
 pub mod keys;
 mod traffic;
+mod models;
 mod usage;
 mod users;
 mod views;
@@ -97,6 +99,50 @@ pub fn router() -> Router<SharedState> {
         .route(
             "/api/v1/endpoints/{endpoint_id}/connection",
             get(connection::connection),
+        )
+        .merge(model_routes())
+}
+
+/// Models, deployments and the native inference passthrough of a deployment.
+fn model_routes() -> Router<SharedState> {
+    Router::new()
+        .route(
+            "/api/v1/models",
+            post(models::create_model).get(models::list_models),
+        )
+        .route(
+            "/api/v1/models/{model_id}",
+            get(models::get_model)
+                .patch(models::update_model)
+                .delete(models::delete_model),
+        )
+        .route(
+            "/api/v1/models/{model_id}/activate",
+            post(models::activate_model),
+        )
+        .route(
+            "/api/v1/models/{model_id}/deactivate",
+            post(models::deactivate_model),
+        )
+        .route(
+            "/api/v1/deployments",
+            post(deployments::create_deployment).get(deployments::list_deployments),
+        )
+        .route(
+            "/api/v1/deployments/{deployment_id}",
+            get(deployments::get_deployment).delete(deployments::delete_deployment),
+        )
+        .route(
+            "/api/v1/deployments/{deployment_id}/start",
+            post(deployments::start_deployment),
+        )
+        .route(
+            "/api/v1/deployments/{deployment_id}/stop",
+            post(deployments::stop_deployment),
+        )
+        .route(
+            "/api/v1/deployments/{deployment_id}/inference/{*path}",
+            post(crate::gateway::native::inference),
         )
 }
 

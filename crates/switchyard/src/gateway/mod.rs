@@ -6,6 +6,7 @@ pub mod backend;
 pub mod balance;
 mod forward;
 pub mod metering;
+pub mod native;
 mod replicate;
 pub mod request_body;
 pub mod resilience;

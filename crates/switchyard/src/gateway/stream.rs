@@ -286,7 +286,7 @@ pub(super) fn event_length(buffer: &[u8], from: usize) -> Option<usize> {
 
 /// The payload of the event's `data:` line(s); multi-line data is rare in
 /// OpenAI streams, so only the first line is inspected.
-fn event_data(event: &[u8]) -> Option<&[u8]> {
+pub(super) fn event_data(event: &[u8]) -> Option<&[u8]> {
     event.split(|&b| b == b'\n').find_map(|line| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         line.strip_prefix(b"data:")
@@ -310,7 +310,7 @@ fn usage_chunk(data: &[u8]) -> Option<(TokenUsage, bool)> {
 }
 
 /// Rough size of generated text in a chunk, for estimating tokens.
-fn content_length_hint(data: &[u8]) -> usize {
+pub(super) fn content_length_hint(data: &[u8]) -> usize {
     for marker in [&*CONTENT_FIELD, &*TEXT_FIELD] {
         if let Some(position) = marker.find(data) {
             let rest = &data[position + marker.needle().len()..];

@@ -4,10 +4,12 @@
 //! common subset of both databases (`$n` placeholders, TEXT and BIGINT columns).
 
 mod backends;
+mod deployments;
 mod endpoints;
 mod jobs;
 mod keys;
 mod ledger;
+mod models;
 mod rows;
 mod usage;
 mod users;
@@ -22,8 +24,10 @@ use sqlx::{AnyPool, Executor};
 use thiserror::Error;
 
 pub use backends::VersionUsage;
+pub use deployments::{Deployment, DeploymentStatus, DeploymentUsage, DeploymentWithModel};
 pub use endpoints::{EndpointFilter, EndpointPatch};
 pub use jobs::finish as finish_job;
+pub use models::{DeploymentType, Model, ModelScope, ModelType};
 pub use usage::{EndpointUsageSummary, UsageSummary};
 pub use webhooks::Webhook;
 
