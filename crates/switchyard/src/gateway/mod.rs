@@ -6,6 +6,7 @@ pub mod metering;
 mod replicate;
 pub mod request_body;
 pub mod stream;
+pub mod translate;
 pub mod upstream;
 
 use std::time::{Duration, Instant};
