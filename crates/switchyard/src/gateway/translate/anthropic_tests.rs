@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::super::test_support::{json, run};
+use super::super::*;
 use super::*;
 
 fn to_anthropic(body: serde_json::Value) -> Result<Translated, TranslateError> {
@@ -590,4 +591,18 @@ fn cut_stream_still_ends_with_done_but_is_not_completed() {
     assert!(!translator.completed());
     assert_eq!(translator.usage(), None);
     assert_eq!(translator.output_bytes(), 5);
+}
+
+#[test]
+fn unreadable_stream_event_is_an_error() {
+    let mut translator = anthropic_stream_to_openai("my-endpoint", false);
+    let steps = run(
+        translator.as_mut(),
+        &[(Some("content_block_delta"), "{oops")],
+    );
+    assert_eq!(steps[0][0].data["error"]["type"], "server_error");
+    assert!(translator
+        .error()
+        .is_some_and(|message| message.starts_with("unreadable")));
+    assert!(steps[1].is_empty());
 }

@@ -3,15 +3,12 @@
 
 use std::collections::HashMap;
 
-use bytes::BytesMut;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::anthropic::openai_error_event;
 use super::chat::{ChatRequest, Content, Part, Role, ToolChoice};
-use super::errors::openai_type_of_status;
-use super::wire::{invalid, now_seconds, parse_data_url, push_data, push_done, to_vec};
-use super::{StreamTranslator, TokenUsage, TranslateError, Translated};
+use super::wire::{invalid, now_seconds, openai_usage, parse_data_url, to_vec};
+use super::{TokenUsage, TranslateError, Translated};
 
 const TARGET: &str = "gemini";
 
@@ -209,6 +206,7 @@ fn note_others(issues: &mut Vec<String>, path: &str, others: &[(usize, &str)]) {
 
 fn parts(issues: &mut Vec<String>, path: &str, content: &Content) -> Vec<Value> {
     match content {
+        Content::Text(text) if text.is_empty() => Vec::new(),
         Content::Text(text) => vec![json!({"text": text})],
         Content::Parts(parts) => parts
             .iter()
@@ -235,28 +233,28 @@ fn parts(issues: &mut Vec<String>, path: &str, content: &Content) -> Vec<Value> 
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct GenerateResponse {
+pub(super) struct GenerateResponse {
     #[serde(default)]
-    candidates: Vec<Candidate>,
+    pub(super) candidates: Vec<Candidate>,
     #[serde(default)]
-    usage_metadata: Option<UsageMetadata>,
+    pub(super) usage_metadata: Option<UsageMetadata>,
     #[serde(default)]
     prompt_feedback: Option<PromptFeedback>,
     #[serde(default)]
-    response_id: Option<String>,
+    pub(super) response_id: Option<String>,
     #[serde(default)]
-    error: Option<GoogleError>,
+    pub(super) error: Option<GoogleError>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Candidate {
+pub(super) struct Candidate {
     #[serde(default)]
     content: Option<CandidateContent>,
     #[serde(default)]
-    finish_reason: Option<String>,
+    pub(super) finish_reason: Option<String>,
     #[serde(default)]
-    index: Option<u64>,
+    pub(super) index: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -285,7 +283,7 @@ struct FunctionCall {
 
 #[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "camelCase")]
-struct UsageMetadata {
+pub(super) struct UsageMetadata {
     #[serde(default)]
     prompt_token_count: u64,
     #[serde(default)]
@@ -295,7 +293,7 @@ struct UsageMetadata {
 }
 
 impl UsageMetadata {
-    fn usage(self) -> TokenUsage {
+    pub(super) fn usage(self) -> TokenUsage {
         TokenUsage {
             prompt_tokens: self.prompt_token_count,
             completion_tokens: self.candidates_token_count + self.thoughts_token_count,
@@ -311,17 +309,17 @@ struct PromptFeedback {
 }
 
 #[derive(Deserialize)]
-struct GoogleError {
+pub(super) struct GoogleError {
     #[serde(default)]
-    code: Option<u16>,
+    pub(super) code: Option<u16>,
     #[serde(default)]
-    message: Option<String>,
+    pub(super) message: Option<String>,
     #[serde(default)]
-    status: Option<String>,
+    pub(super) status: Option<String>,
 }
 
 /// The OpenAI `finish_reason` of a Gemini `finishReason`.
-fn finish_reason(reason: &str, called_functions: bool) -> &'static str {
+pub(super) fn finish_reason(reason: &str, called_functions: bool) -> &'static str {
     match reason {
         "MAX_TOKENS" => "length",
         "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => {
@@ -334,7 +332,7 @@ fn finish_reason(reason: &str, called_functions: bool) -> &'static str {
 
 /// Text and tool calls of one candidate; tool call ids are `call_<n>`,
 /// numbered from `first_call`.
-fn candidate_parts(candidate: &Candidate, first_call: usize) -> (String, Vec<Value>) {
+pub(super) fn candidate_parts(candidate: &Candidate, first_call: usize) -> (String, Vec<Value>) {
     let mut text = String::new();
     let mut calls = Vec::new();
     for part in candidate.content.iter().flat_map(|content| &content.parts) {
@@ -360,15 +358,7 @@ fn candidate_parts(candidate: &Candidate, first_call: usize) -> (String, Vec<Val
     (text, calls)
 }
 
-fn usage_json(usage: TokenUsage) -> Value {
-    json!({
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-    })
-}
-
-fn chat_id(response_id: Option<&str>) -> String {
+pub(super) fn chat_id(response_id: Option<&str>) -> String {
     match response_id {
         Some(id) => format!("chatcmpl-{id}"),
         None => format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
@@ -449,163 +439,9 @@ pub fn gemini_response_to_openai(
         "created": now_seconds(),
         "model": model,
         "choices": choices,
-        "usage": usage_json(usage),
+        "usage": openai_usage(usage),
     });
     Ok((to_vec(&completion)?, usage))
-}
-
-/// Gemini stream → OpenAI chunks.
-struct GeminiToOpenAi {
-    model: String,
-    include_usage: bool,
-    id: Option<String>,
-    created: i64,
-    usage: Option<TokenUsage>,
-    /// Per candidate index: whether the role was sent, tool calls so far.
-    candidates: HashMap<u64, (bool, usize)>,
-    done: bool,
-    completed: bool,
-    error: Option<String>,
-    output_bytes: usize,
-}
-
-/// Translates a Gemini `streamGenerateContent?alt=sse` stream into OpenAI chat
-/// completion chunks named `model`; [`StreamTranslator::finish`] writes the
-/// usage chunk (with `include_usage`) and `[DONE]`.
-pub fn gemini_stream_to_openai(model: &str, include_usage: bool) -> Box<dyn StreamTranslator> {
-    Box::new(GeminiToOpenAi {
-        model: model.to_owned(),
-        include_usage,
-        id: None,
-        created: now_seconds(),
-        usage: None,
-        candidates: HashMap::new(),
-        done: false,
-        completed: false,
-        error: None,
-        output_bytes: 0,
-    })
-}
-
-impl GeminiToOpenAi {
-    fn chunk(&self, choices: Value) -> Value {
-        json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        })
-    }
-
-    fn fail(&mut self, message: String, kind: &str, code: Option<&str>, out: &mut BytesMut) {
-        push_data(out, &openai_error_event(&message, kind, code));
-        self.error = Some(message);
-        self.done = true;
-    }
-}
-
-impl StreamTranslator for GeminiToOpenAi {
-    fn event(&mut self, _name: Option<&str>, data: &[u8], out: &mut BytesMut) {
-        if self.done {
-            return;
-        }
-        let response: GenerateResponse = match serde_json::from_slice(data) {
-            Ok(response) => response,
-            Err(error) => {
-                let message = format!("unreadable Gemini stream event: {error}");
-                self.fail(message, "server_error", None, out);
-                return;
-            }
-        };
-        if let Some(error) = response.error {
-            let kind = openai_type_of_status(error.code.unwrap_or(500));
-            let message = error
-                .message
-                .unwrap_or_else(|| "Gemini stream failed".to_owned());
-            self.fail(message, kind, error.status.as_deref(), out);
-            return;
-        }
-        if self.id.is_none() {
-            self.id = Some(chat_id(response.response_id.as_deref()));
-        }
-        if let Some(metadata) = response.usage_metadata {
-            self.usage = Some(metadata.usage());
-        }
-        for (position, candidate) in response.candidates.iter().enumerate() {
-            let index = candidate.index.unwrap_or(position as u64);
-            let (role_sent, calls_so_far) =
-                self.candidates.get(&index).copied().unwrap_or_default();
-            let (text, calls) = candidate_parts(candidate, calls_so_far);
-            self.output_bytes += text.len();
-            for call in &calls {
-                self.output_bytes += call["function"]["arguments"].as_str().map_or(0, str::len);
-            }
-            let mut delta = Map::new();
-            if !role_sent {
-                delta.insert("role".into(), json!("assistant"));
-            }
-            if !text.is_empty() || (!role_sent && calls.is_empty()) {
-                delta.insert("content".into(), Value::String(text));
-            }
-            let called = calls_so_far + calls.len() > 0;
-            if !calls.is_empty() {
-                delta.insert("tool_calls".into(), Value::Array(calls.clone()));
-            }
-            let reason = candidate.finish_reason.as_deref().map(|reason| {
-                self.completed = true;
-                finish_reason(reason, called)
-            });
-            self.candidates
-                .insert(index, (true, calls_so_far + calls.len()));
-            if delta.is_empty() && reason.is_none() {
-                continue;
-            }
-            let chunk = self.chunk(json!([{
-                "index": index,
-                "delta": delta,
-                "logprobs": null,
-                "finish_reason": reason,
-            }]));
-            push_data(out, &chunk);
-        }
-    }
-
-    fn finish(&mut self, out: &mut BytesMut) {
-        if self.done {
-            return;
-        }
-        if self.id.is_none() {
-            self.id = Some(chat_id(None));
-        }
-        if self.include_usage {
-            if let Some(usage) = self.usage() {
-                let mut chunk = self.chunk(json!([]));
-                chunk["usage"] = usage_json(usage);
-                push_data(out, &chunk);
-            }
-        }
-        push_done(out);
-        self.done = true;
-    }
-
-    /// Gemini repeats `usageMetadata` on every fragment; the counts are final
-    /// once a `finishReason` arrived.
-    fn usage(&self) -> Option<TokenUsage> {
-        self.usage.filter(|_| self.completed)
-    }
-
-    fn output_bytes(&self) -> usize {
-        self.output_bytes
-    }
-
-    fn completed(&self) -> bool {
-        self.completed
-    }
-
-    fn error(&self) -> Option<&str> {
-        self.error.as_deref()
-    }
 }
 
 #[cfg(test)]

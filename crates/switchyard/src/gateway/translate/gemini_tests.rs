@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::super::test_support::{json, run};
+use super::super::*;
 use super::*;
 
 fn to_gemini(body: serde_json::Value) -> Result<Translated, TranslateError> {
@@ -379,4 +380,25 @@ fn stream_error_and_cut_stream() {
         "no usage chunk without final usage, only [DONE]"
     );
     assert!(!cut.completed());
+}
+
+#[test]
+fn assistant_tool_call_without_text_has_only_function_parts() {
+    let out = converted(json!({"messages": [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": ""}},
+        ]},
+        {"role": "tool", "tool_call_id": "c1", "content": "done"},
+        {"role": "user", "content": "next"},
+    ]}));
+    assert_eq!(
+        out["contents"],
+        json!([
+            {"role": "user", "parts": [{"text": "x"}]},
+            {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}}]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"content": "done"}}}]},
+            {"role": "user", "parts": [{"text": "next"}]},
+        ])
+    );
 }

@@ -119,10 +119,13 @@
 //! re-shape it for the client protocol, keeping the upstream message.
 
 mod anthropic;
+mod anthropic_stream;
 mod chat;
 mod errors;
 mod gemini;
+mod gemini_stream;
 mod openai;
+mod openai_stream;
 #[cfg(test)]
 mod test_support;
 mod wire;
@@ -130,14 +133,13 @@ mod wire;
 use bytes::BytesMut;
 
 pub use crate::gateway::metering::TokenUsage;
-pub use anthropic::{
-    anthropic_response_to_openai, anthropic_stream_to_openai, openai_chat_to_anthropic,
-};
+pub use anthropic::{anthropic_response_to_openai, openai_chat_to_anthropic, DEFAULT_MAX_TOKENS};
+pub use anthropic_stream::anthropic_stream_to_openai;
 pub use errors::{error_to_anthropic, error_to_openai};
-pub use gemini::{gemini_response_to_openai, gemini_stream_to_openai, openai_chat_to_gemini};
-pub use openai::{
-    anthropic_to_openai_chat, openai_response_to_anthropic, openai_stream_to_anthropic,
-};
+pub use gemini::{gemini_response_to_openai, openai_chat_to_gemini};
+pub use gemini_stream::gemini_stream_to_openai;
+pub use openai::{anthropic_to_openai_chat, openai_response_to_anthropic};
+pub use openai_stream::openai_stream_to_anthropic;
 
 /// Why a request or response could not be translated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

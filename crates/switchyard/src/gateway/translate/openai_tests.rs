@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::super::test_support::{json, run, Event};
+use super::super::{StreamTranslator, *};
 use super::*;
 
 fn to_openai(body: serde_json::Value) -> Result<Translated, TranslateError> {
@@ -514,4 +515,19 @@ fn error_event_becomes_anthropic_error() {
     assert!(steps[2].is_empty() && steps[3].is_empty());
     assert_eq!(translator.error(), Some("rate limited"));
     assert!(!translator.completed());
+}
+
+#[test]
+fn prompt_bytes_count_system_and_messages() {
+    let system = json!("Be terse.");
+    let messages = json!([{"role": "user", "content": "Hi"}]);
+    let translated =
+        to_openai(json!({"model": "m", "max_tokens": 5, "system": system, "messages": messages}))
+            .expect("ok");
+    assert_eq!(
+        translated.prompt_bytes,
+        system.to_string().len() + messages.to_string().len()
+    );
+    assert!(!translated.stream && !translated.client_wants_stream_usage);
+    assert_eq!(json(&translated.body).get("stream_options"), None);
 }

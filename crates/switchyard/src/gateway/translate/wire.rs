@@ -163,3 +163,21 @@ pub(super) fn parse_data_url(url: &str) -> Option<(&str, &str)> {
 pub(super) fn is_null(raw: &RawValue) -> bool {
     raw.get().trim() == "null"
 }
+
+/// An OpenAI `usage` object.
+pub(super) fn openai_usage(usage: super::TokenUsage) -> serde_json::Value {
+    serde_json::json!({
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    })
+}
+
+/// An OpenAI-style error event body for an upstream stream error.
+pub(super) fn openai_error_event(
+    message: &str,
+    kind: &str,
+    code: Option<&str>,
+) -> serde_json::Value {
+    serde_json::json!({"error": {"message": message, "type": kind, "code": code, "param": null}})
+}
