@@ -205,3 +205,91 @@ pub trait StreamTranslator: Send {
     /// The message of the upstream's error event, if it sent one.
     fn error(&self) -> Option<&str>;
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    #[test]
+    fn error_messages_read_as_the_gateway_answers_them() {
+        let unsupported = TranslateError::Unsupported {
+            target: "anthropic",
+            params: vec!["n".to_owned(), "logprobs".to_owned()],
+        };
+        assert_eq!(
+            unsupported.to_string(),
+            "unsupported parameter(s) for anthropic upstream: n, logprobs"
+        );
+        let invalid = TranslateError::Invalid {
+            field: "messages[0].role".to_owned(),
+            message: "must be user or assistant".to_owned(),
+        };
+        assert_eq!(
+            invalid.to_string(),
+            "invalid `messages[0].role`: must be user or assistant"
+        );
+    }
+
+    /// An Anthropic tool call shown to an OpenAI client comes back in the
+    /// client's next request and reaches Anthropic unchanged.
+    #[test]
+    fn anthropic_tool_use_round_trips_through_an_openai_client() {
+        let upstream = json!({
+            "id": "msg_1", "type": "message", "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_9", "name": "lookup", "input": {"q": "rust", "n": 2}}],
+            "stop_reason": "tool_use", "usage": {"input_tokens": 3, "output_tokens": 4},
+        });
+        let (client_body, _) =
+            anthropic_response_to_openai(upstream.to_string().as_bytes(), "e").expect("ok");
+        let client: Value = serde_json::from_slice(&client_body).expect("json");
+        let assistant = client["choices"][0]["message"].clone();
+        let next = json!({"model": "e", "messages": [
+            {"role": "user", "content": "search"},
+            assistant,
+            {"role": "tool", "tool_call_id": "toolu_9", "content": "found"},
+        ]});
+        let translated =
+            openai_chat_to_anthropic(next.to_string().as_bytes(), "claude").expect("ok");
+        let body: Value = serde_json::from_slice(&translated.body).expect("json");
+        assert_eq!(
+            body["messages"][1]["content"],
+            json!([{"type": "tool_use", "id": "toolu_9", "name": "lookup", "input": {"q": "rust", "n": 2}}])
+        );
+        assert_eq!(
+            body["messages"][2]["content"],
+            json!([{"type": "tool_result", "tool_use_id": "toolu_9", "content": "found"}])
+        );
+    }
+
+    /// An OpenAI tool call shown to an Anthropic client comes back as a
+    /// `tool_result` and reaches the OpenAI upstream as a `tool` message.
+    #[test]
+    fn openai_tool_call_round_trips_through_an_anthropic_client() {
+        let upstream = json!({"id": "chatcmpl-7", "choices": [{"message": {"content": null, "tool_calls": [
+            {"id": "call_3", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\":\"rust\"}"}},
+        ]}, "finish_reason": "tool_calls"}], "usage": {"prompt_tokens": 1, "completion_tokens": 2}});
+        let (client_body, _) =
+            openai_response_to_anthropic(upstream.to_string().as_bytes(), "e").expect("ok");
+        let client: Value = serde_json::from_slice(&client_body).expect("json");
+        let next = json!({"model": "e", "max_tokens": 50, "messages": [
+            {"role": "user", "content": "search"},
+            {"role": "assistant", "content": client["content"]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_3", "content": "found"}]},
+        ]});
+        let translated =
+            anthropic_to_openai_chat(next.to_string().as_bytes(), "llama").expect("ok");
+        let body: Value = serde_json::from_slice(&translated.body).expect("json");
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "user", "content": "search"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_3", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\":\"rust\"}"}},
+                ]},
+                {"role": "tool", "tool_call_id": "call_3", "content": "found"},
+            ])
+        );
+    }
+}
