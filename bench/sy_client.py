@@ -16,6 +16,7 @@
       completion (MODE=plain) or an SSE stream ending in [DONE] (MODE=stream).
 """
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -95,6 +96,16 @@ def cmd_setup(base, admin, upstream_base, out_file):
         })
         ep_id = dig(ep, "endpoint", "id")
         state["endpoints"][name] = ep_id
+        # BENCH_SY_BACKENDS=2: extra replicas of the same upstream behind the
+        # endpoint, balanced with BENCH_SY_STRATEGY (retries and breakers on).
+        for _ in range(int(os.environ.get("BENCH_SY_BACKENDS", "1")) - 1):
+            api("POST", f"{base}/api/v1/endpoints/{ep_id}/backends", user_token, {
+                "version": "1.0",
+                "upstream": {"base_url": f"{upstream_base}{prefix}", "api": "openai", "model": "bench-model"},
+            })
+        strategy = os.environ.get("BENCH_SY_STRATEGY")
+        if strategy:
+            api("PUT", f"{base}/api/v1/endpoints/{ep_id}/traffic", user_token, {"strategy": strategy})
         dig(ep, "api_key")  # the default key: limits too low for a load test, not used
         key = api("POST", f"{base}/api/v1/endpoints/{ep_id}/keys", user_token, {
             "name": "bench",
