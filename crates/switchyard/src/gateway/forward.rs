@@ -385,8 +385,9 @@ pub async fn attempts(
                 {
                     not_before = Some((group_index, index, Instant::now() + *after));
                 }
+                let stopping = matches!(failure, Failure::Transport(UpstreamError::ShuttingDown));
                 last_failure = Some(failure);
-                if attempt_number >= attempt_cap {
+                if stopping || attempt_number >= attempt_cap {
                     break;
                 }
                 if !groups[group_index].fallback && primary_attempts >= settings.max_attempts {
@@ -401,12 +402,20 @@ pub async fn attempts(
             Some(meter),
             Some(Failure::Status {
                 status,
+                retry_after,
                 content_type,
                 body,
                 shape,
-                ..
             }),
-        ) => Ok(error_answer(meter, status, content_type, body, shape)),
+        ) => {
+            let mut response = error_answer(meter, status, content_type, body, shape);
+            if let Some(after) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+            }
+            Ok(response)
+        }
         (Some(meter), Some(Failure::Transport(error))) => Err(upstream_failure(meter, error)),
         (meter, _) => {
             let retry_after = settings.breaker.open_for.as_secs().max(1);
@@ -417,19 +426,28 @@ pub async fn attempts(
                 "every backend of this endpoint is unavailable (circuit open or failing health checks) and no fallback could answer; retry later",
             )
             .with_retry_after(retry_after);
-            if let Some(meter) = meter {
-                meter.finish(Outcome {
-                    status_code: 503,
-                    usage: None,
-                    estimated_output_tokens: 0,
-                    error_code: Some("no_backend_available".to_owned()),
-                    first_byte: None,
-                    upstream_finished: Instant::now(),
-                    compute: None,
-                });
-            } else {
-                metrics::counter!("switchyard_no_backend_total").increment(1);
-            }
+            // Admitted requests always leave one usage record (not charged: nothing was produced).
+            let meter = meter.unwrap_or_else(|| {
+                Meter::start(
+                    route.clone(),
+                    state.usage.clone(),
+                    request_id.to_str().unwrap_or_default().to_owned(),
+                    operation.method_name(),
+                    stream,
+                    started,
+                    0,
+                )
+            });
+            metrics::counter!("switchyard_no_backend_total").increment(1);
+            meter.finish(Outcome {
+                status_code: 503,
+                usage: None,
+                estimated_output_tokens: 0,
+                error_code: Some("no_backend_available".to_owned()),
+                first_byte: None,
+                upstream_finished: Instant::now(),
+                compute: None,
+            });
             Err(error)
         }
     }
