@@ -126,6 +126,9 @@ pub fn usage_record(record: &UsageRecord) -> Value {
         "success": record.success,
         "error_code": record.error_code,
         "streamed": record.streamed,
+        "backend_id": record.backend_id,
+        "backend_version": record.backend_version,
+        "attempts": record.attempts,
         "created_at": format_time(record.created_at),
     })
 }
