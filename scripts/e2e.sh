@@ -36,6 +36,7 @@
 #   E2E_LLAMA_PORT      llama-server port                      default 18090
 #   E2E_GATEWAY_PORT    switchyard port                        default 18091
 #   E2E_OPENAI_VERSION  openai SDK version for the venv        default 3.54.0
+#   E2E_ANTHROPIC_VERSION  anthropic SDK version for the venv  default 2.15.0
 #   SWITCHYARD_BIN      use this binary; skip cargo build
 #   E2E_BUILD_TIMEOUT   seconds for cargo build                default 3600
 #   E2E_TEST_TIMEOUT    seconds for the Python client          default 90
@@ -52,6 +53,7 @@ SHARED="${E2E_SHARED_DIR:-$REPO/../shared/e2e}"
 LLAMA_PORT="${E2E_LLAMA_PORT:-18090}"
 GW_PORT="${E2E_GATEWAY_PORT:-18091}"
 OPENAI_VERSION="${E2E_OPENAI_VERSION:-3.54.0}"
+ANTHROPIC_VERSION="${E2E_ANTHROPIC_VERSION:-2.15.0}"
 BUILD_TIMEOUT="${E2E_BUILD_TIMEOUT:-3600}"
 TEST_TIMEOUT="${E2E_TEST_TIMEOUT:-90}"
 DEPLOY_TIMEOUT="${E2E_DEPLOY_TIMEOUT:-300}"
@@ -189,24 +191,24 @@ TMP="$(mktemp -d "${TMPDIR:-/tmp}/switchyard-e2e.XXXXXX")"
 
 # ------------------------------------------------------------------ venv ---
 venv_ok() {
-    [[ -x "$VENV/bin/python" ]] && timeout 60 "$VENV/bin/python" - "$OPENAI_VERSION" <<'EOF' 2>/dev/null
-import sys, openai
-sys.exit(0 if openai.__version__ == sys.argv[1] else 1)
+    [[ -x "$VENV/bin/python" ]] && timeout 60 "$VENV/bin/python" - "$OPENAI_VERSION" "$ANTHROPIC_VERSION" <<'EOF' 2>/dev/null
+import sys, openai, anthropic
+sys.exit(0 if openai.__version__ == sys.argv[1] and anthropic.__version__ == sys.argv[2] else 1)
 EOF
 }
 if ! venv_ok; then
-    log "creating venv $VENV with openai==$OPENAI_VERSION"
+    log "creating venv $VENV with openai==$OPENAI_VERSION anthropic==$ANTHROPIC_VERSION"
     (
         mkdir -p "$E2E_CACHE" && exec 7>"$E2E_CACHE/.venv.lock" || exit 1
         flock -w 600 7 || exit 1
         venv_ok && exit 0
         [[ -x "$VENV/bin/python" ]] || timeout 120 python3 -m venv "$VENV" >&2 || exit 1
         timeout 300 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-            "openai==$OPENAI_VERSION" >&2
-    ) || abort "could not create the venv with openai==$OPENAI_VERSION at $VENV"
-    venv_ok || abort "venv $VENV has no openai==$OPENAI_VERSION"
+            "openai==$OPENAI_VERSION" "anthropic==$ANTHROPIC_VERSION" >&2
+    ) || abort "could not create the venv with openai==$OPENAI_VERSION anthropic==$ANTHROPIC_VERSION at $VENV"
+    venv_ok || abort "venv $VENV has no openai==$OPENAI_VERSION anthropic==$ANTHROPIC_VERSION"
 fi
-pass "venv with openai==$OPENAI_VERSION ($VENV)"
+pass "venv with openai==$OPENAI_VERSION anthropic==$ANTHROPIC_VERSION ($VENV)"
 
 # ----------------------------------------------------------- llama-server ---
 # llamacpp.sh reprints the PID of a server it already runs on this port with the

@@ -42,6 +42,7 @@ import urllib.request
 import uuid
 
 try:
+    import anthropic
     import openai
     from openai import OpenAI
 except ImportError as exc:  # pragma: no cover - environment problem
@@ -352,11 +353,65 @@ def sdk_calls(ctx: dict) -> list[dict]:
     except Exception as exc:
         check(name, False, repr(exc))
 
+    anthropic_calls(ctx, calls)
     return calls
 
 
+def anthropic_calls(ctx: dict, calls: list[dict]) -> None:
+    """The official Anthropic SDK through the gateway's /v1/messages to the
+    OpenAI-compatible llama-server: the gateway translates both ways."""
+    client = anthropic.Anthropic(base_url=GATEWAY, api_key=ctx["api_key"], timeout=TIMEOUT, max_retries=0)
+    question = [{"role": "user", "content": "Say hello in one short sentence."}]
+
+    name = "anthropic messages"
+    try:
+        raw = client.messages.with_raw_response.create(
+            model=ENDPOINT_NAME, max_tokens=MAX_TOKENS, temperature=0, system="You are terse.",
+            messages=question)
+        rid = raw.headers.get("x-request-id")
+        check(f"{name}: x-request-id header", bool(rid), "missing")
+        msg = raw.parse()
+        text = "".join(block.text for block in msg.content if block.type == "text")
+        check(f"{name}: a text block", bool(text), f"content={msg.content!r}")
+        check(f"{name}: stop_reason", msg.stop_reason in ("end_turn", "max_tokens"), f"{msg.stop_reason!r}")
+        u = (int(msg.usage.input_tokens), int(msg.usage.output_tokens))
+        check(f"{name}: usage", u[0] > 0 and u[1] > 0, f"usage={msg.usage!r}")
+        info(f"{name}: rid={rid} usage={u} text={text!r}")
+        calls.append({"name": name, "rid": rid, "usage": u, "expect": "exact", "content": text})
+    except Exception as exc:
+        check(name, False, repr(exc))
+
+    name = "anthropic messages stream"
+    try:
+        raw = client.messages.with_raw_response.create(
+            model=ENDPOINT_NAME, max_tokens=MAX_TOKENS, temperature=0, messages=question, stream=True)
+        rid = raw.headers.get("x-request-id")
+        check(f"{name}: x-request-id header", bool(rid), "missing")
+        kinds, parts, input_tokens, output_tokens = [], [], 0, 0
+        for event in raw.parse():
+            kinds.append(event.type)
+            if event.type == "message_start":
+                input_tokens = int(event.message.usage.input_tokens or 0)
+            elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                parts.append(event.delta.text)
+            elif event.type == "message_delta" and event.usage is not None:
+                output_tokens = int(event.usage.output_tokens or 0)
+                input_tokens = int(getattr(event.usage, "input_tokens", None) or input_tokens)
+        text = "".join(parts)
+        order_ok = (bool(kinds) and kinds[0] == "message_start" and kinds[-1] == "message_stop"
+                    and "message_delta" in kinds and "content_block_start" in kinds)
+        check(f"{name}: events message_start … message_stop", order_ok, f"{kinds}")
+        check(f"{name}: text deltas", bool(text), f"{kinds}")
+        u = (input_tokens, output_tokens)
+        check(f"{name}: usage", u[0] > 0 and u[1] > 0, f"usage={u}")
+        info(f"{name}: rid={rid} events={len(kinds)} usage={u} text={text!r}")
+        calls.append({"name": name, "rid": rid, "usage": u, "expect": "exact", "content": text})
+    except Exception as exc:
+        check(name, False, repr(exc))
+
+
 # -------------------------------------------------------------- usage ------
-N_INFERENCE_CALLS = 6  # chat, 2 streams, 2 embeddings, completions
+N_INFERENCE_CALLS = 8  # chat, 2 streams, 2 embeddings, completions, 2 Anthropic Messages
 
 
 def fetch_usage(ctx: dict, expected: int) -> tuple[dict | None, dict | None, object]:
