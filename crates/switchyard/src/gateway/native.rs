@@ -175,7 +175,12 @@ async fn forward(
     let root = native_root(endpoint.upstream_api, &endpoint.upstream_base_url);
     // Azure needs `api-version`: the model's `api_version` unless the client gave one.
     let api_version = (endpoint.upstream_api == UpstreamApi::Azure
-        && !parts.uri.query().unwrap_or_default().split('&').any(|pair| pair.starts_with("api-version=")))
+        && !parts
+            .uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .any(|pair| pair.starts_with("api-version=")))
     .then(|| {
         endpoint
             .routing
@@ -184,7 +189,9 @@ async fn forward(
             .unwrap_or(crate::gateway::backend::DEFAULT_AZURE_API_VERSION)
     });
     let url = match (parts.uri.query(), api_version) {
-        (Some(query), Some(version)) => format!("{root}/{native_path}?{query}&api-version={version}"),
+        (Some(query), Some(version)) => {
+            format!("{root}/{native_path}?{query}&api-version={version}")
+        }
         (Some(query), None) => format!("{root}/{native_path}?{query}"),
         (None, Some(version)) => format!("{root}/{native_path}?api-version={version}"),
         (None, None) => format!("{root}/{native_path}"),
