@@ -31,6 +31,10 @@ fn options(hub: String) -> Options {
             config.monitor.interval = Duration::from_millis(500);
             config.monitor.recovery_cooldown = Duration::from_secs(60);
             config.allow_private_webhooks = true;
+            // The monitor reads the gateway's error figures: every failing
+            // request here must reach the upstream once (no retries, no breaker).
+            config.resilience.max_attempts = 1;
+            config.resilience.breaker.failure_threshold = 1_000;
         })),
         ..Options::default()
     }
