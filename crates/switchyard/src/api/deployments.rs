@@ -87,13 +87,8 @@ pub async fn create_deployment(
         }
     }
     let name = validate_name(&request.name)?;
-    let description = request.description.unwrap_or_default();
-    if description.chars().count() > 2000 {
-        return Err(HttpError::invalid_field(
-            "description",
-            "must be at most 2000 characters",
-        ));
-    }
+    let description =
+        super::endpoints::validate_description(request.description.unwrap_or_default())?;
     let model = visible_model(&state, &user.id, &request.model_id).await?;
     if !model.is_active {
         return Err(model_not_active());

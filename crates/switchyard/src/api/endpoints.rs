@@ -636,7 +636,7 @@ pub(crate) fn validate_name(name: &str) -> Result<String, HttpError> {
     }
 }
 
-fn validate_description(description: String) -> Result<String, HttpError> {
+pub(crate) fn validate_description(description: String) -> Result<String, HttpError> {
     if description.chars().count() > 2000 {
         return Err(HttpError::invalid_field(
             "description",

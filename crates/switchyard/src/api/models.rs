@@ -18,7 +18,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::endpoints::validate_base_url;
+use super::endpoints::{validate_base_url, validate_description};
 use super::{ApiJson, ApiQuery, Caller};
 use crate::domain::{format_time, new_id, now_ms, UpstreamApi};
 use crate::error::HttpError;
@@ -589,16 +589,6 @@ fn validate_identifier(identifier: &str) -> Result<String, HttpError> {
             "must be 1 to 256 printable characters without spaces, `?` or `#`",
         ))
     }
-}
-
-fn validate_description(description: String) -> Result<String, HttpError> {
-    if description.chars().count() > 2000 {
-        return Err(HttpError::invalid_field(
-            "description",
-            "must be at most 2000 characters",
-        ));
-    }
-    Ok(description)
 }
 
 #[cfg(test)]
