@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::domain::{ApiKey, Backend, Endpoint, Permission};
+use crate::domain::{ApiKey, Backend, Endpoint, EndpointStatus, Permission, UpstreamApi};
 use crate::gateway::backend::{BackendRuntime, BackendSpec, BackendState};
 use crate::gateway::balance::{Balancer, MAX_BACKENDS};
 use crate::money::Tariff;
@@ -374,7 +374,10 @@ impl Registry {
     }
 }
 
-/// The live fallback endpoints of an endpoint (same user, not itself), in order.
+/// The live fallback endpoints of an endpoint (same user, not itself), in
+/// order: only those that take requests now (active or idle, as the gateway's
+/// own status check) and speak a protocol the attempt loop can send to (not
+/// Replicate, which is served through predictions).
 fn fallbacks_of(
     endpoint: &EndpointRuntime,
     runtimes: &HashMap<String, Arc<EndpointRuntime>>,
@@ -387,6 +390,12 @@ fn fallbacks_of(
         .filter(|id| **id != endpoint.endpoint.id)
         .filter_map(|id| runtimes.get(id))
         .filter(|fallback| fallback.endpoint.user_id == endpoint.endpoint.user_id)
+        .filter(|fallback| {
+            matches!(
+                fallback.endpoint.status,
+                EndpointStatus::Active | EndpointStatus::Idle
+            ) && fallback.endpoint.upstream_api != UpstreamApi::Replicate
+        })
         .cloned()
         .collect()
 }

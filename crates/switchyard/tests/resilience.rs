@@ -939,3 +939,114 @@ async fn an_unhealthy_backend_gets_no_traffic_until_it_recovers() {
         ms(up_after)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallbacks_that_are_stopped_or_cannot_take_the_request_are_skipped() {
+    let mut resilience = settings();
+    resilience.breaker = BreakerSettings {
+        failure_threshold: 1,
+        open_for: Duration::from_secs(60),
+    };
+    let server = server_with(resilience).await;
+    let site = site_on(&server, "fallskip").await;
+    let (broken, stopped, spare) = (
+        FakeUpstream::start().await,
+        FakeUpstream::start().await,
+        FakeUpstream::start().await,
+    );
+    broken.set_mode_override(Some("reset"));
+    let claude = common::fake_anthropic::FakeAnthropic::start().await;
+    let (stopped_id, _) = endpoint(
+        &server,
+        &site,
+        "stopped",
+        openai(&stopped.url("v1")),
+        json!({}),
+    )
+    .await;
+    let (status, body) = server
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/endpoints/{stopped_id}"),
+            &site.token,
+            Some(json!({"status": "stopped"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let anthropic = json!({"base_url": claude.url("ok"), "api": "anthropic",
+        "api_key": common::fake_anthropic::API_KEY, "model": common::fake_anthropic::MODEL});
+    let (claude_id, _) = endpoint(&server, &site, "claude", anthropic, json!({})).await;
+    let (spare_id, _) =
+        endpoint(&server, &site, "spare", openai(&spare.url("v1")), json!({})).await;
+    let (primary_id, key) = endpoint(
+        &server,
+        &site,
+        "primary",
+        openai(&broken.url("v1")),
+        json!({}),
+    )
+    .await;
+    put_traffic(
+        &server,
+        &site,
+        &primary_id,
+        json!({"fallback_endpoint_ids": [stopped_id, claude_id, spare_id]}),
+    )
+    .await;
+
+    // `n` cannot be expressed for Anthropic: that fallback is passed over,
+    // also once the primary's breaker is open and it is the first candidate.
+    for round in 0..3 {
+        let response = server
+            .http
+            .post(format!("{}/v1/chat/completions", server.url))
+            .bearer_auth(&key)
+            .json(
+                &json!({"model": "primary", "messages": [{"role": "user", "content": "Hi"}],
+                          "n": 2, "max_tokens": 8}),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 200, "round {round}: {body}");
+        assert_eq!(body["choices"][0]["message"]["content"], "Hello there");
+    }
+    assert_eq!(calls(&stopped), 0, "a stopped fallback takes no traffic");
+    assert!(claude.requests().is_empty(), "nothing reached Anthropic");
+    assert_eq!(calls(&spare), 3);
+    let records = usage_records(&server, &site, &primary_id).await;
+    assert_eq!(records.len(), 3, "{records:?}");
+    assert!(records
+        .iter()
+        .all(|record| record["backend_id"] == json!(spare_id)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicate_endpoint_is_refused_as_a_fallback() {
+    let server = server_with(settings()).await;
+    let site = site_on(&server, "fallrep").await;
+    let upstream = FakeUpstream::start().await;
+    let replicate = json!({"base_url": upstream.url("v1"), "api": "replicate",
+        "model": "owner-model", "api_key": "k"});
+    let (replicate_id, _) = endpoint(&server, &site, "predictions", replicate, json!({})).await;
+    let (primary_id, _) = endpoint(
+        &server,
+        &site,
+        "primary",
+        openai(&upstream.url("v1")),
+        json!({}),
+    )
+    .await;
+    let (status, body) = server
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/endpoints/{primary_id}/traffic"),
+            &site.token,
+            Some(json!({"fallback_endpoint_ids": [replicate_id]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "fallback_endpoint_ids[0]", "{body}");
+}

@@ -279,12 +279,18 @@ pub async fn put_traffic(
                 ));
             }
             // Another tenant's endpoint is as unknown as a missing one.
-            owned_endpoint(&state, &user.id, id).await.map_err(|_| {
+            let fallback = owned_endpoint(&state, &user.id, id).await.map_err(|_| {
                 HttpError::invalid_field(
                     format!("fallback_endpoint_ids[{index}]"),
                     format!("endpoint `{id}` not found"),
                 )
             })?;
+            if fallback.upstream_api == UpstreamApi::Replicate {
+                return Err(HttpError::invalid_field(
+                    format!("fallback_endpoint_ids[{index}]"),
+                    "a Replicate deployment cannot serve as a fallback (it answers through predictions)",
+                ));
+            }
         }
         routing.fallback_endpoint_ids = ids;
     }

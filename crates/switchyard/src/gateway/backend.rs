@@ -292,6 +292,12 @@ impl BackendState {
         }
     }
 
+    /// Hands back a half-open probe claimed at `claimed_at_ms` that was
+    /// never sent, so the next request may probe at once.
+    pub fn release_probe(&self, claimed_at_ms: u64) {
+        self.breaker.release_probe(claimed_at_ms);
+    }
+
     /// Records a failed call for the breaker.
     pub fn failed(&self, now_ms: u64, settings: &BreakerSettings) {
         self.failures.increment(1);
@@ -453,6 +459,20 @@ impl Breaker {
         }
     }
 
+    /// Returns an unused probe claimed at `claimed_at_ms`: the breaker stays
+    /// half-open and the probe is due again at once. Nothing changes when the
+    /// breaker moved on meanwhile (closed, reopened, or probed again).
+    pub fn release_probe(&self, claimed_at_ms: u64) {
+        if BreakerState::from_u8(self.state.load(Ordering::Acquire)) == BreakerState::HalfOpen {
+            let _ = self.since_ms.compare_exchange(
+                claimed_at_ms,
+                0,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+    }
+
     /// A call succeeded: reset the count; a probe's success closes the breaker.
     pub fn on_success(&self) -> Option<Transition> {
         self.failures.store(0, Ordering::Release);
@@ -541,6 +561,29 @@ mod tests {
         assert_eq!(breaker.acquire(1_100, &settings).0, Permit::Probe);
         assert_eq!(breaker.acquire(1_500, &settings).0, Permit::Denied);
         assert_eq!(breaker.acquire(2_100, &settings).0, Permit::Probe);
+    }
+
+    #[test]
+    fn a_probe_that_was_never_sent_is_handed_back_without_closing_the_breaker() {
+        let breaker = Breaker::default();
+        let settings = settings();
+        for at in 0..3 {
+            breaker.on_failure(at, &settings);
+        }
+        assert_eq!(breaker.acquire(1_100, &settings).0, Permit::Probe);
+        assert_eq!(breaker.acquire(1_200, &settings).0, Permit::Denied);
+        breaker.release_probe(1_100);
+        // Still not closed: the backend has not proven anything.
+        assert_eq!(breaker.state(1_200, &settings), BreakerState::HalfOpen);
+        // The next request may probe at once instead of a full period later.
+        assert_eq!(breaker.acquire(1_200, &settings).0, Permit::Probe);
+        // A stale release (another probe was claimed since) changes nothing.
+        breaker.release_probe(1_100);
+        assert_eq!(breaker.acquire(1_300, &settings).0, Permit::Denied);
+        // After a failed probe the breaker is open; a release does not reopen the gate.
+        breaker.on_failure(1_400, &settings);
+        breaker.release_probe(1_200);
+        assert_eq!(breaker.acquire(1_500, &settings).0, Permit::Denied);
     }
 
     fn spec<'a>(

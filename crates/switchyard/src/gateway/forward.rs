@@ -306,14 +306,18 @@ pub async fn attempts(
                 }
                 _ => wait,
             };
-            if started.elapsed() + wait > settings.budget {
-                break;
-            }
-            if !wait.is_zero() {
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = state.hard_stop.cancelled() => break,
+            let out_of_budget = started.elapsed() + wait > settings.budget;
+            let stopped = !out_of_budget
+                && !wait.is_zero()
+                && tokio::select! {
+                    () = tokio::time::sleep(wait) => false,
+                    () = state.hard_stop.cancelled() => true,
+                };
+            if out_of_budget || stopped {
+                if permit == Permit::Probe {
+                    backend.state.release_probe(now);
                 }
+                break;
             }
             metrics::counter!("switchyard_retries_total", "fallback" => if group.fallback { "true" } else { "false" }).increment(1);
         }
@@ -323,13 +327,18 @@ pub async fn attempts(
         }
         let prepared = match prepare(request, bytes, operation, backend) {
             Ok(prepared) => prepared,
-            Err(error) if meter.is_none() => return Err(error),
             Err(error) => {
-                // A fallback of another protocol cannot take this request.
-                tracing::warn!(backend_id = %backend.id, message = %error.message, "fallback cannot serve this request");
+                // Nothing was sent: a claimed half-open probe is handed back
+                // (not counted as a success that would close the breaker).
                 if permit == Permit::Probe {
-                    backend.state.succeeded();
+                    backend.state.release_probe(now);
                 }
+                if meter.is_none() && !group.fallback {
+                    return Err(error);
+                }
+                // A fallback of another protocol cannot take this request;
+                // the next one may.
+                tracing::warn!(backend_id = %backend.id, message = %error.message, "fallback cannot serve this request");
                 continue;
             }
         };
