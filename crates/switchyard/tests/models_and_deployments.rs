@@ -916,3 +916,98 @@ on_both_backends!(anthropic_and_gemini_native_paths, |backend| async move {
     }
     seen.assert_no_secret();
 });
+
+on_both_backends!(
+    a_new_azure_api_version_reaches_running_deployments,
+    |backend| async move {
+        use common::fake_azure::{self, FakeAzure};
+        let fake = FakeAzure::start().await;
+        let server = TestServer::start(backend).await;
+        let seen = Seen::default();
+        let (user_id, alice) = server.create_user("alice").await;
+        server.add_credits(&user_id, 1000).await;
+        let model_id = create_model(
+            &seen,
+            &server,
+            &alice,
+            json!({
+                "name": "azure-gpt", "type": "llm", "deployment_type": "api-based",
+                "provider": "azure", "api_endpoint": fake.url("ok"),
+                "model_identifier": fake_azure::CHAT_DEPLOYMENT,
+                "api_config": {"api-key": fake_azure::API_KEY, "api_version": fake_azure::API_VERSION},
+            }),
+        )
+        .await;
+        let deployment = create_deployment(&seen, &server, &alice, "azure-prod", &model_id).await;
+        let deployment_id = deployment["id"].as_str().unwrap().to_owned();
+        let path = format!(
+            "openai/deployments/{}/chat/completions",
+            fake_azure::CHAT_DEPLOYMENT
+        );
+        let call = || infer(&server, &deployment_id, &path, &alice, chat_body(false));
+        let response = call().await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+        let query = fake.requests().last().unwrap().query.unwrap_or_default();
+        assert_eq!(query, format!("api-version={}", fake_azure::API_VERSION));
+
+        // An api-version the URL cannot carry is refused.
+        let model_path = format!("/api/v1/models/{model_id}");
+        let (status, error) = seen
+            .call(
+                &server,
+                reqwest::Method::PATCH,
+                &model_path,
+                &alice,
+                Some(json!({"api_config": {"api-key": fake_azure::API_KEY, "api_version": "2024&x=1"}})),
+            )
+            .await;
+        assert_eq!(status, 400, "{error}");
+        assert_eq!(error["error"]["param"], "api_config.api_version");
+
+        // A new api-version in api_config is copied to the deployment's endpoint.
+        let (status, patched) = seen
+            .call(
+                &server,
+                reqwest::Method::PATCH,
+                &model_path,
+                &alice,
+                Some(json!({"api_config": {"api-key": fake_azure::API_KEY, "api_version": "2025-04-01-preview"}})),
+            )
+            .await;
+        assert_eq!(status, 200, "{patched}");
+        let response = call().await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+        let query = fake.requests().last().unwrap().query.unwrap_or_default();
+        assert_eq!(query, "api-version=2025-04-01-preview");
+
+        // A deployment whose endpoint was terminated underneath it does not
+        // make the model's update fail.
+        let orphan = create_deployment(&seen, &server, &alice, "azure-orphan", &model_id).await;
+        let orphan_endpoint = orphan["endpoint_id"].as_str().unwrap();
+        let (status, body) = seen
+            .call(
+                &server,
+                reqwest::Method::DELETE,
+                &format!("/api/v1/endpoints/{orphan_endpoint}"),
+                &alice,
+                None,
+            )
+            .await;
+        assert!(status < 300, "{status} {body}");
+        let (status, patched) = seen
+            .call(
+                &server,
+                reqwest::Method::PATCH,
+                &model_path,
+                &alice,
+                Some(json!({"api_config": {"api-key": fake_azure::API_KEY, "api_version": fake_azure::API_VERSION}})),
+            )
+            .await;
+        assert_eq!(status, 200, "{patched}");
+        let response = call().await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+        let query = fake.requests().last().unwrap().query.unwrap_or_default();
+        assert_eq!(query, format!("api-version={}", fake_azure::API_VERSION));
+        seen.assert_no_secret();
+    }
+);

@@ -25,7 +25,7 @@ use crate::error::HttpError;
 use crate::gateway::native::gateway_base_url;
 use crate::secrets::Secrets;
 use crate::state::SharedState;
-use crate::store::{DeploymentType, EndpointPatch, Model, ModelScope, ModelType};
+use crate::store::{DeploymentType, EndpointPatch, Model, ModelScope, ModelType, StoreError};
 
 /// Providers an API-based model may name.
 const API_PROVIDERS: &[&str] = &["openai", "anthropic", "google", "azure"];
@@ -440,12 +440,19 @@ async fn propagate_upstream(state: &SharedState, model: &Model) -> Result<(), Ht
             upstream_key_encrypted: Some(upstream.key_encrypted),
             upstream_headers_encrypted: Some(upstream.headers_encrypted),
             endpoint_url: Some(Some(model.api_endpoint.clone())),
+            api_version: Some(upstream.api_version),
             ..EndpointPatch::default()
         };
-        state
+        match state
             .store
             .update_endpoint(&deployment.user_id, &deployment.endpoint_id, patch)
-            .await?;
+            .await
+        {
+            // Its endpoint was terminated underneath it: nothing to update
+            // (the deployment answers 503 until deleted).
+            Ok(_) | Err(StoreError::NotFound) => {}
+            Err(error) => return Err(error.into()),
+        }
     }
     state.registry.reload().await?;
     Ok(())
@@ -507,6 +514,15 @@ pub fn parse_api_config(
             }
             parsed.credential = Some(text.clone());
         } else if key == "api_version" {
+            // It goes into the upstream URL's query (`?api-version=`).
+            let valid = !text.is_empty()
+                && text.len() <= 40
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !valid {
+                return Err(HttpError::invalid_field(field, "must look like 2024-10-21"));
+            }
             parsed.api_version = Some(text.clone());
         } else if let Some(name) = key.strip_prefix("header-") {
             let valid = http::HeaderName::from_bytes(name.as_bytes()).is_ok();
@@ -652,6 +668,18 @@ mod tests {
             DeploymentType::ApiBased,
         );
         assert!(two.message.contains("only one"), "{}", two.message);
+        // The api-version ends up in the upstream URL's query.
+        for version in ["2024-06-01&x=1", "2024 06", ""] {
+            let bad_version = error(
+                json!({"apiKey": "k", "api_version": version}),
+                DeploymentType::ApiBased,
+            );
+            assert_eq!(
+                bad_version.param.as_deref(),
+                Some("api_config.api_version"),
+                "{version}"
+            );
+        }
         let missing = error(json!({}), DeploymentType::ApiBased);
         assert_eq!(missing.param.as_deref(), Some("api_config"));
         assert!(parse_api_config(&Map::new(), DeploymentType::SelfHosted).is_ok());

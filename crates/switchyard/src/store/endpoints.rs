@@ -39,6 +39,9 @@ pub struct EndpointPatch {
     pub hf_repo_url: Option<Option<String>>,
     pub last_active_at: Option<Option<i64>>,
     pub routing: Option<crate::domain::Routing>,
+    /// Only the Azure `api-version` of `routing` (applied after `routing`),
+    /// so it changes without overwriting the rest of a concurrent edit.
+    pub api_version: Option<Option<String>>,
 }
 
 impl EndpointPatch {
@@ -69,6 +72,9 @@ impl EndpointPatch {
             last_active_at,
             routing
         );
+        if let Some(value) = self.api_version {
+            endpoint.routing.api_version = value;
+        }
         if let Some(value) = self.input_nanos_per_1k {
             endpoint.pricing.input_nanos_per_1k = value;
         }
