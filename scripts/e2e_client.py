@@ -366,7 +366,7 @@ def anthropic_calls(ctx: dict, calls: list[dict]) -> None:
     name = "anthropic messages"
     try:
         raw = client.messages.with_raw_response.create(
-            model=ENDPOINT_NAME, max_tokens=MAX_TOKENS, temperature=0, system="You are terse.",
+            model=ENDPOINT_NAME, max_tokens=MAX_TOKENS, system="You are terse.",
             messages=question)
         rid = raw.headers.get("x-request-id")
         check(f"{name}: x-request-id header", bool(rid), "missing")
@@ -384,7 +384,7 @@ def anthropic_calls(ctx: dict, calls: list[dict]) -> None:
     name = "anthropic messages stream"
     try:
         raw = client.messages.with_raw_response.create(
-            model=ENDPOINT_NAME, max_tokens=MAX_TOKENS, temperature=0, messages=question, stream=True)
+            model=ENDPOINT_NAME, max_tokens=MAX_TOKENS, messages=question, stream=True)
         rid = raw.headers.get("x-request-id")
         check(f"{name}: x-request-id header", bool(rid), "missing")
         kinds, parts, input_tokens, output_tokens = [], [], 0, 0
