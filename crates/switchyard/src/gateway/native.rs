@@ -370,14 +370,7 @@ fn native_path<'a>(uri_path: &'a str, deployment_id: &str) -> Result<&'a str, Ht
         .find(&marker)
         .map(|index| &uri_path[index + marker.len()..])
         .unwrap_or_default();
-    let invalid = path.is_empty()
-        || path.split('/').any(|segment| {
-            segment.is_empty()
-                || segment == "."
-                || segment == ".."
-                || segment.eq_ignore_ascii_case("%2e")
-                || segment.eq_ignore_ascii_case("%2e%2e")
-        });
+    let invalid = path.is_empty() || path.split('/').any(is_empty_or_dot_segment);
     if invalid {
         return Err(HttpError::invalid_field(
             "path",
@@ -385,6 +378,24 @@ fn native_path<'a>(uri_path: &'a str, deployment_id: &str) -> Result<&'a str, Ht
         ));
     }
     Ok(path)
+}
+
+/// An empty segment, or `.` / `..` in any mix of literal and
+/// percent-encoded dots (`.%2e`, `%2E.`), which servers decode and resolve.
+fn is_empty_or_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            rest = &rest[1..];
+        } else if rest.len() >= 3 && rest[0] == b'%' && rest[1] == b'2' && rest[2] | 0x20 == b'e' {
+            rest = &rest[3..];
+        } else {
+            return false;
+        }
+        dots += 1;
+    }
+    dots <= 2
 }
 
 fn build_request(
@@ -788,6 +799,18 @@ mod tests {
         assert!(path("/api/v1/deployments/d1/inference/v1/../admin").is_err());
         assert!(path("/api/v1/deployments/d1/inference/%2E%2E/x").is_err());
         assert!(path("/api/v1/deployments/d1/inference/v1//x").is_err());
+        for mixed in [".%2e", "%2E.", "%2e%2E", "%2e"] {
+            let uri = format!("/api/v1/deployments/d1/inference/v1/{mixed}/admin");
+            assert!(native_path(&uri, "d1").is_err(), "{mixed}");
+        }
+        assert_eq!(
+            path("/api/v1/deployments/d1/inference/v1/files/.../x").unwrap(),
+            "v1/files/.../x"
+        );
+        assert_eq!(
+            path("/api/v1/deployments/d1/inference/v1/m.2e").unwrap(),
+            "v1/m.2e"
+        );
     }
 
     #[test]
