@@ -116,7 +116,7 @@ pub struct ServeArgs {
     /// Credits under which a user gets CREDITS_LOW_WARNING [default: 100].
     #[arg(long, env = "SWITCHYARD_CREDITS_LOW_THRESHOLD")]
     pub credits_low_threshold: Option<i64>,
-    /// Upstream attempts per request, retries and fallbacks included [default: 3].
+    /// Upstream attempts per request on the endpoint's own backends, retries included; fallback endpoints add one per backend [default: 3].
     #[arg(long, env = "SWITCHYARD_RETRY_MAX_ATTEMPTS")]
     pub retry_max_attempts: Option<u32>,
     /// Time from a request's arrival after which no retry starts, in ms [default: 30000].

@@ -7,10 +7,11 @@
 //! after a backoff: `backoff_base × 2^n` with full jitter, at least the
 //! upstream's `Retry-After` (in seconds, capped at 60; an HTTP date is
 //! ignored). No retry starts once `budget` has passed since the
-//! request arrived, or when its backoff would end after it, and at most
-//! `max_attempts` attempts are made. A stream is retried only before its first
-//! byte reached the client: once the head of a successful stream is relayed,
-//! a failure ends the stream.
+//! request arrived, or when its backoff would end after it. The endpoint's
+//! own backends get at most `max_attempts` attempts; fallback endpoints then
+//! get one attempt per backend on top (see `forward`). A stream is retried
+//! only before its first byte reached the client: once the head of a
+//! successful stream is relayed, a failure ends the stream.
 //!
 //! Breakers count connection errors, timeouts and 5xx answers; a 429 is the
 //! upstream's back-pressure, retried but not held against the backend.
