@@ -862,6 +862,34 @@ on_both_backends!(anthropic_and_gemini_native_paths, |backend| async move {
     );
     let counted = wait_for_requests(&server, &alice, &claude_id, 2).await;
     assert_eq!(counted["total_tokens"], 10 + 5 + 25 + 15, "{counted}");
+    // An Anthropic SDK sends the endpoint's API key as `x-api-key`; it stays here.
+    let claude_endpoint = claude_deployment["endpoint_id"].as_str().unwrap();
+    let (status, key) = seen
+        .post(
+            &server,
+            &format!("/api/v1/endpoints/{claude_endpoint}/keys"),
+            &alice,
+            json!({"name": "sdk"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{key}");
+    let sdk_key = key["api_key"].as_str().unwrap();
+    let response = server
+        .http
+        .post(format!(
+            "{}/api/v1/deployments/{claude_id}/inference/v1/messages",
+            server.url
+        ))
+        .header("x-api-key", sdk_key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&message)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (_, last_headers) = requests.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(last_headers["x-api-key"], ANTHROPIC_SECRET);
+    assert_eq!(last_headers.get_all("x-api-key").iter().count(), 1);
 
     let gemini_model = create_model(
         &seen,

@@ -324,7 +324,15 @@ async fn authorize(
             "deployment not found",
         )
     };
-    let is_api_key = bearer_token(&parts.headers).is_some_and(looks_like_api_key);
+    // As on the gateway routes: Anthropic SDKs send the key as `x-api-key`.
+    let is_api_key = bearer_token(&parts.headers)
+        .or_else(|| {
+            parts
+                .headers
+                .get("x-api-key")
+                .and_then(|value| value.to_str().ok())
+        })
+        .is_some_and(looks_like_api_key);
     if is_api_key {
         let route = authenticate(state, &parts.headers)?;
         let found = match state
