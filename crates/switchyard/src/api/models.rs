@@ -37,6 +37,7 @@ const CREDENTIAL_KEYS: &[&str] = &["apiKey", "x-api-key", "api-key"];
 const RESERVED_HEADERS: &[&str] = &[
     "host",
     "content-length",
+    "content-type",
     "transfer-encoding",
     "connection",
     "upgrade",
@@ -654,15 +655,17 @@ mod tests {
             bad_header.param.as_deref(),
             Some("api_config.header-Bad Name")
         );
-        let reserved = error(
-            json!({"apiKey": "k", "header-Host": "x"}),
-            DeploymentType::ApiBased,
-        );
-        assert!(
-            reserved.message.contains("set by the gateway"),
-            "{}",
-            reserved.message
-        );
+        for name in ["Host", "Content-Type"] {
+            let reserved = error(
+                json!({"apiKey": "k", format!("header-{name}"): "x"}),
+                DeploymentType::ApiBased,
+            );
+            assert!(
+                reserved.message.contains("set by the gateway"),
+                "{}",
+                reserved.message
+            );
+        }
         let two = error(
             json!({"apiKey": "a", "x-api-key": "b"}),
             DeploymentType::ApiBased,
