@@ -185,7 +185,7 @@ pub async fn create_model(
     let name = validate_model_name(&request.name)?;
     let description = validate_description(request.description.unwrap_or_default())?;
     let provider = validate_provider(request.deployment_type, request.provider.as_deref())?;
-    let api_endpoint = validate_base_url("api_endpoint", &request.api_endpoint)?;
+    let api_endpoint = validate_api_endpoint(&request.api_endpoint)?;
     let model_identifier = validate_identifier(&request.model_identifier)?;
     let config_json = request.api_config.unwrap_or_default();
     let config = parse_api_config(&config_json, request.deployment_type)?;
@@ -258,7 +258,7 @@ pub async fn update_model(
         || request.model_identifier.is_some()
         || request.api_config.is_some();
     if let Some(api_endpoint) = &request.api_endpoint {
-        model.api_endpoint = validate_base_url("api_endpoint", api_endpoint)?;
+        model.api_endpoint = validate_api_endpoint(api_endpoint)?;
     }
     if let Some(identifier) = &request.model_identifier {
         model.model_identifier = validate_identifier(identifier)?;
@@ -581,6 +581,27 @@ fn validate_provider(
     }
 }
 
+/// The model's API URL. It is rendered to every user for an `org` model, so
+/// credentials belong in `api_config`, never in the URL's user info.
+fn validate_api_endpoint(text: &str) -> Result<String, HttpError> {
+    let url = validate_base_url("api_endpoint", text)?;
+    let has_user_info = url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|uri| {
+            uri.authority()
+                .map(|authority| authority.as_str().contains('@'))
+        })
+        .unwrap_or(false);
+    if has_user_info {
+        return Err(HttpError::invalid_field(
+            "api_endpoint",
+            "must not carry credentials (user:password@); put them in api_config",
+        ));
+    }
+    Ok(url)
+}
+
 fn validate_model_name(name: &str) -> Result<String, HttpError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -617,6 +638,17 @@ mod tests {
             Value::Object(map) => map,
             _ => Map::new(),
         }
+    }
+
+    #[test]
+    fn api_endpoints_carry_no_credentials() {
+        assert_eq!(
+            validate_api_endpoint("https://api.openai.com/v1/").unwrap(),
+            "https://api.openai.com/v1"
+        );
+        let error = validate_api_endpoint("https://user:sk-secret@proxy.example/v1").unwrap_err();
+        assert_eq!(error.param.as_deref(), Some("api_endpoint"));
+        assert!(!error.message.contains("sk-secret"), "{}", error.message);
     }
 
     #[test]
