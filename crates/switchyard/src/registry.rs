@@ -215,10 +215,17 @@ impl Registry {
             .collect();
 
         let previous_endpoints = &previous.endpoints;
-        let previous_states: HashMap<&str, &Arc<BackendState>> = previous_endpoints
+        // Live figures follow a backend while its URL stays the same; a new
+        // URL is a new server and starts with a closed breaker.
+        let previous_states: HashMap<(&str, &str), &Arc<BackendState>> = previous_endpoints
             .values()
             .flat_map(|runtime| runtime.backends.iter())
-            .map(|backend| (backend.id.as_str(), &backend.state))
+            .map(|backend| {
+                (
+                    (backend.id.as_str(), backend.base_url.as_str()),
+                    &backend.state,
+                )
+            })
             .collect();
         let mut endpoint_runtimes: HashMap<String, Arc<EndpointRuntime>> = HashMap::new();
         for endpoint in endpoints {
@@ -279,7 +286,7 @@ impl Registry {
         &self,
         endpoint: Endpoint,
         extra: Vec<Backend>,
-        previous: &HashMap<&str, &Arc<BackendState>>,
+        previous: &HashMap<(&str, &str), &Arc<BackendState>>,
     ) -> EndpointRuntime {
         let decrypt = |what: &str, sealed: Option<&str>| -> Option<String> {
             sealed.and_then(|sealed| match self.secrets.decrypt(sealed) {
@@ -295,7 +302,8 @@ impl Registry {
                 .and_then(|text| serde_json::from_str(&text).ok())
                 .unwrap_or_default()
         };
-        let state_of = |id: &str| previous.get(id).map(|state| Arc::clone(state));
+        let state_of =
+            |id: &str, base_url: &str| previous.get(&(id, base_url)).map(|state| Arc::clone(state));
         let mut backends = Vec::with_capacity(1 + extra.len());
         let key = decrypt("credential", endpoint.upstream_key_encrypted.as_deref());
         let headers = headers_of(endpoint.upstream_headers_encrypted.as_deref());
@@ -312,7 +320,7 @@ impl Registry {
                 api_key: key.as_deref(),
                 headers: &headers,
             },
-            state_of(&endpoint.id),
+            state_of(&endpoint.id, &endpoint.upstream_base_url),
         ));
         for backend in extra.iter().take(MAX_BACKENDS - 1) {
             let key = decrypt("credential", backend.upstream_key_encrypted.as_deref());
@@ -330,7 +338,7 @@ impl Registry {
                     api_key: key.as_deref(),
                     headers: &headers,
                 },
-                state_of(&backend.id),
+                state_of(&backend.id, &backend.upstream_base_url),
             ));
         }
         let balancer = Balancer::new(

@@ -410,6 +410,59 @@ async fn unsupported_parameters_are_refused_before_any_upstream_call_or_charge()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_only_some_backends_can_express_goes_to_those() {
+    // An Anthropic endpoint with an OpenAI-compatible replica: `logprobs` and
+    // `n: 2` cannot reach Anthropic, so every such request is served by the
+    // replica (never a 400 that depends on the balancer's pick); a request
+    // both can take is spread over both.
+    let anthropic = fake_anthropic::FakeAnthropic::start().await;
+    let openai = FakeUpstream::start().await;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let tenant = tenant_on(&server, "mixed", anthropic_upstream(&anthropic)).await;
+    let (status, body) = server
+        .post(
+            &format!("/api/v1/endpoints/{}/backends", tenant.endpoint_id),
+            &tenant.token,
+            json!({"upstream": {"base_url": openai.url("v1"), "model": fake_upstream::UPSTREAM_MODEL}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    for _ in 0..6 {
+        let (status, body) = openai_chat(
+            &server,
+            &tenant,
+            json!({"messages": [{"role": "user", "content": "Hi"}], "logprobs": true, "n": 2}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(
+        anthropic.requests().is_empty(),
+        "nothing unsupported reached Anthropic"
+    );
+    for _ in 0..6 {
+        let (status, body) = openai_chat(
+            &server,
+            &tenant,
+            json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(
+        anthropic.requests().len(),
+        3,
+        "round robin over both for the rest"
+    );
+    let records = usage_records(&server, &tenant).await;
+    assert_eq!(records.len(), 12);
+    assert!(
+        records.iter().all(|record| record["attempts"] == 1),
+        "a refusal costs no attempt"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_client_to_gemini_plain_stream_and_tools() {
     let fake = fake_gemini::FakeGemini::start().await;
     let server = TestServer::start(Backend::Sqlite).await;

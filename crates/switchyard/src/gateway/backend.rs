@@ -71,6 +71,8 @@ pub struct BackendSpec<'a> {
 #[derive(Debug)]
 pub struct BackendRuntime {
     pub id: String,
+    /// The base URL as stored (a changed URL starts with fresh live figures).
+    pub base_url: String,
     pub version: String,
     pub weight: u32,
     pub api: UpstreamApi,
@@ -91,7 +93,11 @@ impl BackendRuntime {
         let base = spec.base_url.trim_end_matches('/');
         let root = root_of(spec.api, base);
         let parse = |text: String| text.parse::<Uri>().ok();
-        let model = spec.model;
+        // Gemini names models `models/{id}` in its own listings; either form works.
+        let model = match spec.api {
+            UpstreamApi::Google => spec.model.strip_prefix("models/").unwrap_or(spec.model),
+            _ => spec.model,
+        };
         let (chat, chat_stream, completions, embeddings, health) = match spec.api {
             UpstreamApi::OpenAi | UpstreamApi::Replicate => (
                 parse(format!("{base}/chat/completions")),
@@ -169,6 +175,7 @@ impl BackendRuntime {
         }
         Self {
             id: spec.id.to_owned(),
+            base_url: spec.base_url.to_owned(),
             version: spec.version.to_owned(),
             weight: spec.weight.max(1),
             api: spec.api,
@@ -668,6 +675,18 @@ mod tests {
             "https://g/v1beta/models/m-1:streamGenerateContent?alt=sse"
         );
         assert_eq!(google.headers[0].0, "x-goog-api-key");
+    }
+
+    #[test]
+    fn gemini_model_names_may_carry_their_models_prefix() {
+        let none: &[(String, String)] = &[];
+        let mut prefixed = spec(UpstreamApi::Google, "https://g", none);
+        prefixed.model = "models/m-1";
+        let backend = BackendRuntime::build(&prefixed, None);
+        assert_eq!(
+            backend.url(Operation::Chat, false).unwrap(),
+            "https://g/v1beta/models/m-1:generateContent"
+        );
     }
 
     #[test]

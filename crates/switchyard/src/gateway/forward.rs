@@ -221,6 +221,8 @@ struct Group<'r> {
     endpoint: &'r Arc<EndpointRuntime>,
     fallback: bool,
     tried: u64,
+    /// Backends whose protocol cannot express this request (never retried).
+    refused: u64,
 }
 
 /// Runs the attempts for an admitted request and builds the answer.
@@ -245,15 +247,18 @@ pub async fn attempts(
         endpoint: &route.endpoint,
         fallback: false,
         tried: 0,
+        refused: 0,
     })
     .chain(route.fallbacks.iter().map(|endpoint| Group {
         endpoint,
         fallback: true,
         tried: 0,
+        refused: 0,
     }))
     .collect();
     let mut meter: Option<Meter> = None;
     let mut last_failure: Option<Failure> = None;
+    let mut refusal: Option<HttpError> = None;
     let mut attempt_number: u32 = 0;
     let mut group_index = 0;
     let mut primary_attempts: u32 = 0;
@@ -274,10 +279,13 @@ pub async fn attempts(
             .pick(&endpoint.backends, group.tried, now, &settings.breaker)
             .or_else(|| {
                 let may_retry = !group.fallback && primary_attempts < settings.max_attempts;
-                if may_retry && group.tried != 0 {
-                    endpoint
-                        .balancer
-                        .pick(&endpoint.backends, 0, now, &settings.breaker)
+                if may_retry && group.tried & !group.refused != 0 {
+                    endpoint.balancer.pick(
+                        &endpoint.backends,
+                        group.refused,
+                        now,
+                        &settings.breaker,
+                    )
                 } else {
                     None
                 }
@@ -289,6 +297,23 @@ pub async fn attempts(
         let reused = group.tried & (1 << index) != 0;
         group.tried |= 1 << index;
         let backend = &endpoint.backends[index];
+        // Shape the body first: a backend whose protocol cannot express the
+        // request is passed over without costing an attempt or a wait; the
+        // client gets the 400 only when no backend at all can take it.
+        let prepared = match prepare(request, bytes, operation, backend) {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                // Nothing was sent: a claimed half-open probe is handed back
+                // (not counted as a success that would close the breaker).
+                if permit == Permit::Probe {
+                    backend.state.release_probe(now);
+                }
+                tracing::debug!(backend_id = %backend.id, message = %error.message, "backend cannot take this request");
+                group.refused |= 1 << index;
+                refusal.get_or_insert(error);
+                continue;
+            }
+        };
         if attempt_number > 0 {
             let retry_after = match &last_failure {
                 Some(Failure::Status { retry_after, .. }) => *retry_after,
@@ -325,23 +350,6 @@ pub async fn attempts(
         if !group.fallback {
             primary_attempts += 1;
         }
-        let prepared = match prepare(request, bytes, operation, backend) {
-            Ok(prepared) => prepared,
-            Err(error) => {
-                // Nothing was sent: a claimed half-open probe is handed back
-                // (not counted as a success that would close the breaker).
-                if permit == Permit::Probe {
-                    backend.state.release_probe(now);
-                }
-                if meter.is_none() && !group.fallback {
-                    return Err(error);
-                }
-                // A fallback of another protocol cannot take this request;
-                // the next one may.
-                tracing::warn!(backend_id = %backend.id, message = %error.message, "fallback cannot serve this request");
-                continue;
-            }
-        };
         let meter_ref = meter.get_or_insert_with(|| {
             Meter::start(
                 route.clone(),
@@ -406,6 +414,10 @@ pub async fn attempts(
         }
     }
 
+    if let (None, Some(error)) = (&meter, refusal) {
+        // No backend could express the request: nothing was sent or charged.
+        return Err(error);
+    }
     match (meter, last_failure) {
         (
             Some(meter),

@@ -17,8 +17,10 @@
 //! upstream's back-pressure, retried but not held against the backend.
 //!
 //! Health checks. Every `health_interval`, each backend with a health URL
-//! (see `backend`) is read with its credentials and a 5-second timeout; a
-//! 2xx answer (or 401/403/404/405: the server is up but the path is guarded
+//! (see `backend`) of a serving endpoint is read with its credentials and a
+//! 5-second timeout. Endpoints deployed on a serverless provider with
+//! `min_workers` 0 are skipped: a check would wake them and keep a GPU
+//! billed; their breakers still guard them. A 2xx answer (or 401/403/404/405: the server is up but the path is guarded
 //! or absent) is healthy. `health_failures` consecutive failures take a
 //! backend out of the candidates until a check succeeds again.
 
@@ -28,6 +30,7 @@ use std::time::Duration;
 use http::{HeaderMap, StatusCode};
 
 use super::backend::BreakerSettings;
+use crate::domain::EndpointStatus;
 use crate::registry::Registry;
 
 /// Retry and breaker settings.
@@ -114,7 +117,10 @@ pub async fn run_health_checks(
             () = stop.cancelled() => return,
         }
         let endpoints = registry.endpoints();
-        let checks = endpoints.iter().flat_map(|endpoint| {
+        let checks = endpoints.iter().filter(|runtime| {
+            let endpoint = &runtime.endpoint;
+            is_checked(endpoint.status, endpoint.min_workers, &endpoint.provider)
+        }).flat_map(|endpoint| {
             endpoint.backends.iter().map(move |backend| (endpoint.endpoint.id.as_str(), backend))
         }).filter_map(|(endpoint_id, backend)| {
             let url = backend.health_url()?.clone();
@@ -142,9 +148,39 @@ pub async fn run_health_checks(
     }
 }
 
+/// Whether an endpoint's backends get active health checks: not when a
+/// request would wake a scaled-to-zero serverless deployment (a check every
+/// few seconds would keep a GPU billed), and not while the endpoint is not
+/// serving.
+pub fn is_checked(status: EndpointStatus, min_workers: i64, provider: &str) -> bool {
+    let serving = matches!(status, EndpointStatus::Active | EndpointStatus::Idle);
+    let wakes_on_request = min_workers == 0
+        && matches!(
+            provider,
+            "runpod" | "huggingface" | "replicate" | "together" | "modal"
+        );
+    serving && !wakes_on_request
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_checks_leave_scaled_to_zero_serverless_endpoints_asleep() {
+        assert!(is_checked(EndpointStatus::Active, 0, "external"));
+        assert!(is_checked(EndpointStatus::Idle, 0, "anthropic"));
+        assert!(is_checked(EndpointStatus::Active, 0, "self-hosted"));
+        assert!(is_checked(EndpointStatus::Active, 1, "runpod"));
+        for provider in ["runpod", "huggingface", "replicate", "together", "modal"] {
+            assert!(
+                !is_checked(EndpointStatus::Active, 0, provider),
+                "{provider}"
+            );
+        }
+        assert!(!is_checked(EndpointStatus::Stopped, 1, "external"));
+        assert!(!is_checked(EndpointStatus::Provisioning, 1, "external"));
+    }
 
     #[test]
     fn retries_only_what_can_succeed_next_time() {
