@@ -118,6 +118,23 @@ async fn put_traffic(server: &TestServer, site: &Site, endpoint_id: &str, body: 
     body
 }
 
+/// The ids of an endpoint's backends (its own upstream first).
+async fn backend_ids(server: &TestServer, site: &Site, endpoint_id: &str) -> Vec<String> {
+    let (status, body) = server
+        .get(
+            &format!("/api/v1/endpoints/{endpoint_id}/backends"),
+            &site.token,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|backend| backend["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// The live figures of one backend (`live` of `GET …/backends`).
 async fn live(server: &TestServer, site: &Site, endpoint_id: &str, backend_id: &str) -> Value {
     let (status, body) = server
@@ -580,6 +597,30 @@ async fn streams_are_retried_only_before_their_first_byte() {
         text.find("\n<error").unwrap_or(text.len()),
         text.rsplit_once('\n').map_or("", |(_, tail)| tail),
         records[0]["error_code"]
+    );
+
+    // Streams cut mid-way are not retried, but each counts against its
+    // backend's breaker: after `failure_threshold` (3) cuts each, both open.
+    for _ in 0..5 {
+        let (status, _, completed) = stream_chat(&server, &key, "dying").await;
+        assert_eq!(status, 200);
+        assert!(!completed);
+    }
+    assert_eq!(calls(&dying_a) + calls(&dying_b), 6);
+    let backends = backend_ids(&server, &site, &id).await;
+    for backend_id in &backends {
+        assert_eq!(
+            live(&server, &site, &id, backend_id).await["breaker"],
+            "open",
+            "3 mid-stream breaks open the breaker"
+        );
+    }
+    let (status, text, _) = stream_chat(&server, &key, "dying").await;
+    assert_eq!(status, 503, "{text}");
+    assert_eq!(
+        calls(&dying_a) + calls(&dying_b),
+        6,
+        "open breakers take no traffic"
     );
 
     // A 503 before any byte is retried on the other backend.

@@ -347,6 +347,20 @@ impl BackendState {
 #[derive(Debug)]
 pub struct InFlight(Arc<BackendState>);
 
+impl InFlight {
+    /// The backend broke off a response it had started (a stream cut
+    /// mid-way): a failure for its breaker, though the request cannot be retried.
+    pub fn broke_off(&self, settings: &BreakerSettings) {
+        let now = u64::try_from(crate::domain::now_ms()).unwrap_or(0);
+        self.0.failed(now, settings);
+    }
+
+    /// The backend finished a stream cleanly: a success for its breaker.
+    pub fn completed(&self) {
+        self.0.succeeded();
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);

@@ -525,6 +525,7 @@ impl Answer {
             } => {
                 let idle = state.settings.stream_idle_timeout;
                 let hard_stop = state.hard_stop.clone();
+                let breaker = state.settings.resilience.breaker;
                 let body = match shape {
                     Shape::OpenAiNative => Body::new(
                         MeteredStream::new(
@@ -535,7 +536,7 @@ impl Answer {
                             idle,
                             hard_stop,
                         )
-                        .with_in_flight(in_flight),
+                        .with_in_flight(in_flight, breaker),
                     ),
                     _ => {
                         let translator =
@@ -547,7 +548,7 @@ impl Answer {
                             meter,
                             idle,
                             hard_stop,
-                            Some(in_flight),
+                            Some((in_flight, breaker)),
                         ))
                     }
                 };
@@ -764,17 +765,19 @@ async fn one_attempt(
     };
     backend.state.observe_latency(sent.elapsed());
     let status = response.status();
-    if super::resilience::breaker_failure(status) {
-        backend.state.failed(now_ms_u64(), breaker);
-    } else {
-        backend.state.succeeded();
-    }
     let is_event_stream = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("text/event-stream"));
-    if stream && status.is_success() && is_event_stream {
+    let relayed_stream = stream && status.is_success() && is_event_stream;
+    if super::resilience::breaker_failure(status) {
+        backend.state.failed(now_ms_u64(), breaker);
+    } else if !relayed_stream {
+        // A relayed stream is judged by how it ends (see `InFlight`).
+        backend.state.succeeded();
+    }
+    if relayed_stream {
         return AttemptOutcome::Answer(Answer::Stream {
             body: response.into_body(),
             shape: prepared.shape,

@@ -13,8 +13,10 @@
 //! only before its first byte reached the client: once the head of a
 //! successful stream is relayed, a failure ends the stream.
 //!
-//! Breakers count connection errors, timeouts and 5xx answers; a 429 is the
-//! upstream's back-pressure, retried but not held against the backend.
+//! Breakers count connection errors, timeouts, 5xx answers and streams cut
+//! mid-way (a relayed stream counts as a success only once it ends cleanly);
+//! a 429 is the upstream's back-pressure, retried but not held against the
+//! backend.
 //!
 //! Health checks. Every `health_interval`, each backend with a health URL
 //! (see `backend`) of a serving endpoint is read with its credentials and a

@@ -46,8 +46,9 @@ pub struct MeteredStream {
     /// The upstream sent `[DONE]`: the stream is complete even if the client
     /// goes away before the upstream closes its body.
     saw_done: bool,
-    /// Keeps the request counted in its backend's in-flight figure.
-    in_flight: Option<super::backend::InFlight>,
+    /// Keeps the request counted in its backend's in-flight figure; a
+    /// broken upstream body counts against the backend's breaker.
+    in_flight: Option<(super::backend::InFlight, super::backend::BreakerSettings)>,
 }
 
 impl MeteredStream {
@@ -80,8 +81,12 @@ impl MeteredStream {
     }
 
     /// Keeps the backend's in-flight count up until the stream ends.
-    pub fn with_in_flight(mut self, in_flight: super::backend::InFlight) -> Self {
-        self.in_flight = Some(in_flight);
+    pub fn with_in_flight(
+        mut self,
+        in_flight: super::backend::InFlight,
+        breaker: super::backend::BreakerSettings,
+    ) -> Self {
+        self.in_flight = Some((in_flight, breaker));
         self
     }
 
@@ -206,12 +211,18 @@ impl Body for MeteredStream {
                 }
                 Poll::Ready(Some(Err(error))) => {
                     tracing::warn!(%error, "upstream stream failed");
+                    if let Some((in_flight, breaker)) = &this.in_flight {
+                        in_flight.broke_off(breaker);
+                    }
                     this.finished = true;
                     this.finish(Some("upstream_stream_error"));
                     return Poll::Ready(Some(Err(error)));
                 }
                 Poll::Ready(None) => {
                     this.finished = true;
+                    if let Some((in_flight, _)) = &this.in_flight {
+                        in_flight.completed();
+                    }
                     let rest = this.pending.split().freeze();
                     this.finish(None);
                     return if rest.is_empty() {

@@ -22,7 +22,7 @@ use hyper::body::Incoming;
 use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::backend::InFlight;
+use super::backend::{BreakerSettings, InFlight};
 use super::metering::{estimate_tokens, Meter, Outcome, TokenUsage};
 use super::stream::event_length;
 use super::translate::StreamTranslator;
@@ -50,7 +50,9 @@ pub struct TranslatedStream {
     idle: Pin<Box<Sleep>>,
     hard_stop: Pin<Box<WaitForCancellationFutureOwned>>,
     finished: bool,
-    _in_flight: Option<InFlight>,
+    /// Keeps the request counted in its backend's in-flight figure; a
+    /// broken upstream body counts against the backend's breaker.
+    in_flight: Option<(InFlight, BreakerSettings)>,
 }
 
 impl TranslatedStream {
@@ -62,7 +64,7 @@ impl TranslatedStream {
         meter: Meter,
         idle_timeout: Duration,
         hard_stop: CancellationToken,
-        in_flight: Option<InFlight>,
+        in_flight: Option<(InFlight, BreakerSettings)>,
     ) -> Self {
         metrics::gauge!("switchyard_streams_in_flight").increment(1.0);
         Self {
@@ -77,7 +79,7 @@ impl TranslatedStream {
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
             hard_stop: Box::pin(hard_stop.cancelled_owned()),
             finished: false,
-            _in_flight: in_flight,
+            in_flight,
         }
     }
 
@@ -196,6 +198,9 @@ impl Body for TranslatedStream {
                 }
                 Poll::Ready(Some(Err(error))) => {
                     tracing::warn!(%error, "upstream stream failed");
+                    if let Some((in_flight, breaker)) = &this.in_flight {
+                        in_flight.broke_off(breaker);
+                    }
                     this.finished = true;
                     this.finish(Some("upstream_stream_error"));
                     let mut out = BytesMut::new();
@@ -215,6 +220,9 @@ impl Body for TranslatedStream {
                         feed(this.translator.as_mut(), &rest, &mut out);
                     }
                     if this.translator.completed() {
+                        if let Some((in_flight, _)) = &this.in_flight {
+                            in_flight.completed();
+                        }
                         this.translator.finish(&mut out);
                         this.finish(None);
                     } else if this.translator.error().is_some() {
