@@ -290,6 +290,7 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .merge(gateway::router())
         .merge(api::router())
+        .merge(crate::dashboard::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
