@@ -54,6 +54,20 @@ pub fn render(template: &impl Template) -> Response {
     }
 }
 
+/// The page a browser gets for an unknown dashboard path.
+pub fn not_found_page() -> Response {
+    html_response(
+        StatusCode::NOT_FOUND,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Not found · Switchyard</title><link rel=\"stylesheet\" href=\"/assets/app.css\"></head>\
+         <body class=\"login-page\"><main class=\"card login-card\"><h1>Page not found</h1>\
+         <p class=\"muted\">There is nothing at this address, or it belongs to someone else.</p>\
+         <p><a class=\"btn btn-primary\" href=\"/\">Go to the overview</a></p></main></body></html>"
+            .to_owned(),
+    )
+}
+
 /// An HTML response that is never cached and never framed.
 pub fn html_response(status: StatusCode, html: String) -> Response {
     let mut response = (status, html).into_response();
