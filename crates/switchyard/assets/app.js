@@ -165,8 +165,8 @@ export function liveEvents(onEvent, statusEl, query = '') {
     statusEl.textContent = text;
     statusEl.classList.toggle('on', on);
   };
-  source.onopen = () => show('live', true);
-  source.onerror = () => show('reconnecting…', false);
+  source.onopen = () => { document.body.dataset.live = 'on'; show('live', true); };
+  source.onerror = () => { document.body.dataset.live = 'off'; show('reconnecting…', false); };
   source.onmessage = (message) => {
     let data = null;
     try { data = JSON.parse(message.data); } catch { return; }

@@ -68,6 +68,7 @@ export default async function ({ page, env, shot, step }) {
   });
 
   await step('a new endpoint appears live, without reloading', async () => {
+    await page.waitForSelector('body[data-live=on]');
     await page.evaluate(() => { window.__notReloaded = true; });
     await createEndpoint(env, 'live-arrival', 'llm');
     await page.waitForFunction(() => document.querySelector('#endpoint-rows').textContent.includes('live-arrival'), null, { timeout: 15000 });
