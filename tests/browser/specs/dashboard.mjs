@@ -1,22 +1,7 @@
 // Sign-in, overview and the endpoints table: filters, search, live refresh,
 // code samples, terminate with confirmation, sign-out.
 import assert from 'node:assert/strict';
-import { signIn } from '../lib.mjs';
-
-async function createEndpoint(env, name, modality) {
-  const response = await fetch(`${env.url}/api/v1/endpoints`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${env.token}`, 'Content-Type': 'application/json' },
-    body: JSON.stringify({
-      name,
-      modality,
-      upstream: { base_url: env.upstreamUrl, model: 'fake-model' },
-    }),
-  });
-  const body = await response.json();
-  assert.equal(response.status, 201, JSON.stringify(body));
-  return body.endpoint;
-}
+import { signIn, createEndpoint } from '../lib.mjs';
 
 export default async function ({ page, env, shot, step }) {
   await step('a wrong token is refused with a message', async () => {
@@ -45,8 +30,8 @@ export default async function ({ page, env, shot, step }) {
 
   let chat;
   await step('the endpoints table lists endpoints and filters them', async () => {
-    chat = await createEndpoint(env, 'support-bot', 'llm');
-    await createEndpoint(env, 'search-embedder', 'embedding');
+    chat = (await createEndpoint(env, { name: 'support-bot' })).endpoint;
+    await createEndpoint(env, { name: 'search-embedder', modality: 'embedding' });
     await page.click('nav a[href="/endpoints"]');
     await page.waitForSelector('#endpoint-rows tr[data-endpoint-id]');
     assert.equal(await page.locator('#endpoint-rows tr[data-endpoint-id]').count(), 2);
@@ -70,7 +55,7 @@ export default async function ({ page, env, shot, step }) {
   await step('a new endpoint appears live, without reloading', async () => {
     await page.waitForSelector('body[data-live=on]');
     await page.evaluate(() => { window.__notReloaded = true; });
-    await createEndpoint(env, 'live-arrival', 'llm');
+    await createEndpoint(env, { name: 'live-arrival' });
     await page.waitForFunction(() => document.querySelector('#endpoint-rows').textContent.includes('live-arrival'), null, { timeout: 15000 });
     assert.equal(await page.evaluate(() => window.__notReloaded), true, 'the page was not reloaded');
   });
