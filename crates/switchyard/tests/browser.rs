@@ -27,6 +27,11 @@ async fn connect() {
     run_spec("connect").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard() {
+    run_spec("dashboard").await;
+}
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -118,10 +123,15 @@ async fn run_spec(name: &str) {
     let child = command
         .spawn()
         .unwrap_or_else(|error| panic!("cannot start node (Node.js 20 is needed): {error}"));
-    let output = tokio::time::timeout(SPEC_TIMEOUT + Duration::from_secs(30), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("browser spec {name} did not finish in {SPEC_TIMEOUT:?}; it was killed"))
-        .expect("wait for node");
+    let output = tokio::time::timeout(
+        SPEC_TIMEOUT + Duration::from_secs(30),
+        child.wait_with_output(),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!("browser spec {name} did not finish in {SPEC_TIMEOUT:?}; it was killed")
+    })
+    .expect("wait for node");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");

@@ -96,9 +96,14 @@ export default async function ({ page, env, shot, step }) {
   await step('phone width stays readable', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(`${env.url}/endpoints`);
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    assert.ok(overflow <= 1, `page scrolls sideways by ${overflow}px`);
     await shot('endpoints-phone');
+    const overflow = await page.evaluate(() => {
+      const wide = [...document.querySelectorAll('body *')]
+        .filter((element) => element.getBoundingClientRect().right > window.innerWidth + 1)
+        .map((element) => `${element.tagName.toLowerCase()}.${element.className}:${Math.round(element.getBoundingClientRect().right)}`);
+      return { by: document.documentElement.scrollWidth - window.innerWidth, wide: wide.slice(0, 8) };
+    });
+    assert.ok(overflow.by <= 1, `page scrolls sideways by ${overflow.by}px: ${overflow.wide.join(', ')}`);
     await page.goto(`${env.url}/`);
     await shot('overview-phone');
     await page.setViewportSize({ width: 1280, height: 900 });

@@ -31,6 +31,7 @@ const JS: &str = "text/javascript; charset=utf-8";
 
 static ASSETS: &[Asset] = assets![
     "app.css" => "text/css; charset=utf-8",
+    "favicon.svg" => "image/svg+xml",
     "app.js" => JS,
     "endpoints.js" => JS,
     "overview.js" => JS,
@@ -48,6 +49,11 @@ fn etags() -> &'static [String] {
             })
             .collect()
     })
+}
+
+/// `GET /favicon.ico`: browsers ask for it on every page without an icon link.
+pub async fn favicon(headers: HeaderMap) -> Response {
+    asset(Path("favicon.svg".to_owned()), headers).await
 }
 
 /// `GET /assets/{name}`.

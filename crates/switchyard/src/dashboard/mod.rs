@@ -32,6 +32,7 @@ pub fn router() -> Router<SharedState> {
             get(pages::endpoints::code_samples),
         )
         .route("/assets/{name}", get(assets::asset))
+        .route("/favicon.ico", get(assets::favicon))
 }
 
 /// The Content-Security-Policy of every page: no inline script or style, no

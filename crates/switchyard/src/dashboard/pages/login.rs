@@ -30,7 +30,9 @@ pub struct LoginQuery {
     next: Option<String>,
 }
 
-/// A sign-in form with a fresh double-submit token.
+/// A sign-in form with a fresh double-submit token. A refused sign-in is
+/// shown as the form again with its message, answered 200 like any page
+/// (browsers log every non-2xx document as a console error).
 fn login_form(
     state: &SharedState,
     headers: &HeaderMap,
@@ -87,7 +89,7 @@ pub async fn sign_in(
             &state,
             &headers,
             next,
-            StatusCode::FORBIDDEN,
+            StatusCode::OK,
             Some("The sign-in form expired. Please try again.".to_owned()),
         );
     }
@@ -97,7 +99,7 @@ pub async fn sign_in(
             &state,
             &headers,
             next,
-            StatusCode::BAD_REQUEST,
+            StatusCode::OK,
             Some("Enter a management token.".to_owned()),
         );
     }
@@ -135,7 +137,7 @@ pub async fn sign_in(
             &state,
             &headers,
             next,
-            StatusCode::UNAUTHORIZED,
+            StatusCode::OK,
             Some("That token is not valid, or it was revoked.".to_owned()),
         ),
         Err(error) => {
