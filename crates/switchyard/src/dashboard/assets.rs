@@ -32,6 +32,8 @@ const JS: &str = "text/javascript; charset=utf-8";
 static ASSETS: &[Asset] = assets![
     "app.css" => "text/css; charset=utf-8",
     "app.js" => JS,
+    "endpoint.css" => "text/css; charset=utf-8",
+    "endpoint.js" => JS,
     "endpoints.js" => JS,
     "overview.js" => JS,
 ];
