@@ -244,7 +244,7 @@ on_both_backends!(endpoint_page, |backend| async move {
         );
         assert_eq!(body.matches("<svg class=\"chart\"").count(), 4, "{period}");
         assert_eq!(body.matches("role=\"img\"").count(), 4);
-        assert!(body.contains("<table class=\"sr-only\">"));
+        assert!(body.contains("<div class=\"sr-only\"><table>"));
         assert!(body.contains(&format!("period={period}\" aria-current=\"page\"")));
         assert!(body.contains("<p class=\"stat-value\" id=\"total-requests\">3</p>"));
         assert!(!body.contains("style="));

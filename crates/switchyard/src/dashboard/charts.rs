@@ -11,9 +11,9 @@ use crate::dashboard::layout;
 use crate::money::MICROS_PER_CREDIT;
 
 /// The drawing area, in SVG user units (the SVG scales to its container).
-const WIDTH: f64 = 640.0;
-const HEIGHT: f64 = 220.0;
-const MARGIN_LEFT: f64 = 56.0;
+const WIDTH: f64 = 520.0;
+const HEIGHT: f64 = 210.0;
+const MARGIN_LEFT: f64 = 52.0;
 const MARGIN_RIGHT: f64 = 12.0;
 const MARGIN_TOP: f64 = 12.0;
 const MARGIN_BOTTOM: f64 = 28.0;
@@ -21,6 +21,8 @@ const MARGIN_BOTTOM: f64 = 28.0;
 const TARGET_TICKS: usize = 4;
 /// At most this many time labels under the x axis.
 const MAX_TIME_LABELS: usize = 7;
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
 
 /// What the values measure; decides tick steps and how values read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,17 +201,16 @@ pub fn nice_ticks(max: f64, target: usize, integer: bool) -> Vec<f64> {
     (0..=intervals).map(|index| index as f64 * step).collect()
 }
 
-/// The short label of a bucket under the x axis: `14:00` for hourly buckets,
-/// `Mar 3 06:00` for buckets of a few hours, `Mar 3` for daily ones (UTC).
+/// The short label of a bucket under the x axis: `14:00` for buckets of an
+/// hour or less, `Mar 3` for longer ones (UTC; buckets of a few hours are
+/// labelled only where a day starts).
 pub fn time_label(ms: i64, bucket_ms: i64) -> String {
     let Some(at) = utc(ms) else {
         return String::new();
     };
     let month = MONTHS[usize::from(u8::from(at.month())) - 1];
-    if bucket_ms >= 86_400_000 {
+    if bucket_ms > HOUR_MS {
         format!("{month} {}", at.day())
-    } else if bucket_ms > 3_600_000 {
-        format!("{month} {} {:02}:{:02}", at.day(), at.hour(), at.minute())
     } else {
         format!("{:02}:{:02}", at.hour(), at.minute())
     }
@@ -336,9 +337,17 @@ fn render(chart: &Chart, kind: Kind) -> String {
         "<line class=\"axis\" x1=\"{MARGIN_LEFT}\" x2=\"{}\" y1=\"{baseline:.1}\" y2=\"{baseline:.1}\"/>",
         WIDTH - MARGIN_RIGHT
     );
-    // Time labels, evenly thinned.
+    // Time labels: evenly thinned, or at the start of each day for buckets of a few hours.
     let every = chart.axis.buckets.div_ceil(MAX_TIME_LABELS).max(1);
-    for index in (0..chart.axis.buckets).step_by(every) {
+    let bucket_ms = chart.axis.bucket_ms;
+    let labelled = |index: usize| {
+        if bucket_ms > HOUR_MS && bucket_ms < DAY_MS {
+            chart.axis.bucket_start(index).rem_euclid(DAY_MS) < bucket_ms
+        } else {
+            index % every == 0
+        }
+    };
+    for index in (0..chart.axis.buckets).filter(|index| labelled(*index)) {
         let _ = write!(
             out,
             "<text class=\"label\" x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
@@ -464,7 +473,7 @@ fn legend_figure(unit: Unit, series: &Series) -> String {
 fn data_table(out: &mut String, chart: &Chart) {
     let _ = write!(
         out,
-        "<table class=\"sr-only\"><caption>{}</caption><thead><tr><th scope=\"col\">Period starting</th>",
+        "<div class=\"sr-only\"><table><caption>{}</caption><thead><tr><th scope=\"col\">Period starting</th>",
         escape(&chart.title)
     );
     for series in &chart.series {
@@ -488,7 +497,7 @@ fn data_table(out: &mut String, chart: &Chart) {
         }
         out.push_str("</tr>");
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</tbody></table></div>");
 }
 
 /// The chart's accessible name: totals (or peaks, for latency) per series.
@@ -625,7 +634,7 @@ mod tests {
     fn time_labels_follow_the_bucket_size() {
         let at = 1_772_496_000_000 + 14 * HOUR;
         assert_eq!(time_label(at, HOUR), "14:00");
-        assert_eq!(time_label(at, 6 * HOUR), "Mar 3 14:00");
+        assert_eq!(time_label(at, 6 * HOUR), "Mar 3");
         assert_eq!(time_label(at, 24 * HOUR), "Mar 3");
         assert_eq!(full_time_label(at), "2026-03-03 14:00 UTC");
     }
@@ -661,7 +670,7 @@ mod tests {
         assert!(svg.contains("data-total=\"3\""));
         assert_eq!(svg.matches("<rect class=\"bar\"").count(), 2);
         assert_eq!(svg.matches("bar bar-error").count(), 1);
-        assert!(svg.contains("<table class=\"sr-only\">"));
+        assert!(svg.contains("<div class=\"sr-only\"><table>"));
         assert_eq!(svg.matches("<tr><th scope=\"row\">").count(), 3);
         assert!(!svg.contains("style="));
         assert!(!svg.contains("No requests"));
@@ -682,6 +691,23 @@ mod tests {
 
         let none = line_chart(&chart(Unit::Millis, Vec::new()));
         assert!(none.contains("No requests in this period"));
+    }
+
+    #[test]
+    fn six_hour_buckets_are_labelled_per_day() {
+        let mut chart = chart(
+            Unit::Count,
+            vec![Series::dense("Requests", Tone::Primary, [0.0; 28])],
+        );
+        chart.axis = TimeAxis {
+            start_ms: 1_772_496_000_000 + 6 * HOUR,
+            bucket_ms: 6 * HOUR,
+            buckets: 28,
+        };
+        let svg = bar_chart(&chart);
+        // 28 buckets of 6 h from Mar 3 06:00: the days from Mar 4 to Mar 10 start in it.
+        assert_eq!(svg.matches(">Mar ").count(), 7, "{svg}");
+        assert!(svg.contains(">Mar 4<") && !svg.contains(">Mar 3<"));
     }
 
     #[test]
