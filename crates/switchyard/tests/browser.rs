@@ -32,6 +32,11 @@ async fn dashboard() {
     run_spec("dashboard").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint() {
+    run_spec("endpoint").await;
+}
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")

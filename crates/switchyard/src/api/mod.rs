@@ -24,6 +24,7 @@ use crate::state::SharedState;
 pub use connection::connection_info;
 pub(crate) use endpoints::owned_endpoint;
 pub use extract::{Admin, ApiJson, ApiQuery, Caller};
+pub(crate) use traffic::backend_views;
 pub use views::public_url;
 
 /// The management routes.

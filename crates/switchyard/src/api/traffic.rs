@@ -123,15 +123,22 @@ pub async fn list_backends(
 ) -> Result<Json<Value>, HttpError> {
     let endpoint = owned_endpoint(&state, &user.id, &endpoint_id).await?;
     let backends = state.store.list_backends(&user.id, &endpoint_id).await?;
-    let mut data = vec![backend_view(&state, &endpoint, None)];
-    data.extend(
-        backends
-            .iter()
-            .map(|backend| backend_view(&state, &endpoint, Some(backend))),
-    );
+    let data = backend_views(&state, &endpoint, &backends);
     Ok(Json(
         json!({ "data": data, "strategy": endpoint.routing.strategy }),
     ))
+}
+
+/// The endpoint's own upstream, then its extra backends, as the API shows
+/// them, with the live figures (in flight, latency, breaker, health) of each.
+pub fn backend_views(state: &SharedState, endpoint: &Endpoint, backends: &[Backend]) -> Vec<Value> {
+    let mut data = vec![backend_view(state, endpoint, None)];
+    data.extend(
+        backends
+            .iter()
+            .map(|backend| backend_view(state, endpoint, Some(backend))),
+    );
+    data
 }
 
 /// `DELETE /api/v1/endpoints/{id}/backends/{backend_id}`.

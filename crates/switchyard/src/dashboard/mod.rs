@@ -4,6 +4,7 @@
 //! the CSRF token (see [`session`]).
 
 pub mod assets;
+pub mod charts;
 pub mod layout;
 pub mod pages;
 pub mod samples;
@@ -27,6 +28,7 @@ pub fn router() -> Router<SharedState> {
         )
         .route("/logout", post(pages::login::sign_out))
         .route("/endpoints", get(pages::endpoints::page))
+        .route("/endpoints/{endpoint_id}", get(pages::endpoint::page))
         .route(
             "/endpoints/{endpoint_id}/code",
             get(pages::endpoints::code_samples),

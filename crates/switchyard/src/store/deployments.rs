@@ -129,6 +129,22 @@ impl Store {
         with_model(&row)
     }
 
+    /// The internal keys that deployments hold on one of the user's endpoints
+    /// (deleted deployments included: their keys were revoked with them).
+    pub async fn deployment_key_ids(
+        &self,
+        user_id: &str,
+        endpoint_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT key_id FROM deployments WHERE user_id = $1 AND endpoint_id = $2",
+        )
+        .bind(user_id)
+        .bind(endpoint_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Lists the user's live deployments, newest first, optionally of one
     /// status, with the total that matches.
     pub async fn list_deployments(

@@ -29,7 +29,7 @@ pub use deployments::{Deployment, DeploymentStatus, DeploymentUsage, DeploymentW
 pub use endpoints::{EndpointFilter, EndpointPatch};
 pub use jobs::finish as finish_job;
 pub use models::{DeploymentType, Model, ModelScope, ModelType};
-pub use usage::{EndpointUsageSummary, UsageSummary};
+pub use usage::{EndpointUsageSummary, UsageBucket, UsageSeries, UsageSummary, LATENCY_ROWS_CAP};
 pub use webhooks::Webhook;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -33,6 +33,35 @@ pub struct EndpointUsageSummary {
     pub average_latency_ms: i64,
 }
 
+/// Usage of one time bucket (see [`Store::usage_series`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageBucket {
+    /// Start of the bucket (epoch ms).
+    pub start_ms: i64,
+    pub requests: i64,
+    pub errors: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_micro_usd: i64,
+    /// Nearest-rank latency percentiles; `None` for a bucket without requests.
+    pub latency_p50_ms: Option<i64>,
+    pub latency_p95_ms: Option<i64>,
+    pub latency_p99_ms: Option<i64>,
+}
+
+/// Usage of one endpoint over consecutive equal buckets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageSeries {
+    /// Every bucket of the period in order, empty ones included.
+    pub buckets: Vec<UsageBucket>,
+    /// Whether the period had more than [`LATENCY_ROWS_CAP`] requests, so the
+    /// percentiles come from its newest requests only (counts and sums stay exact).
+    pub latency_capped: bool,
+}
+
+/// Most usage rows the latency percentiles of a series are computed from.
+pub const LATENCY_ROWS_CAP: i64 = 100_000;
+
 /// What a batch write did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
@@ -212,6 +241,102 @@ impl Store {
             .map(rows::usage)
             .collect::<Result<Vec<_>, _>>()?;
         Ok((records, total))
+    }
+
+    /// Usage of one of the user's endpoints in `buckets` buckets of
+    /// `bucket_ms` from `since_ms`: sums per bucket (exact) and latency
+    /// p50/p95/p99 per bucket. Two queries whatever the period; buckets come
+    /// from integer division of the record time, so the SQL is the same on
+    /// SQLite and PostgreSQL. Percentiles are ranked by the database with
+    /// window functions over the newest [`LATENCY_ROWS_CAP`] records of the
+    /// period, so the work stays bounded; only one row per bucket is read back.
+    pub async fn usage_series(
+        &self,
+        user_id: &str,
+        endpoint_id: &str,
+        since_ms: i64,
+        bucket_ms: i64,
+        buckets: usize,
+    ) -> Result<UsageSeries, StoreError> {
+        let bucket_ms = bucket_ms.max(1);
+        let until_ms = since_ms.saturating_add(bucket_ms.saturating_mul(buckets as i64));
+        let mut series = UsageSeries {
+            buckets: (0..buckets)
+                .map(|index| UsageBucket {
+                    start_ms: since_ms + bucket_ms * index as i64,
+                    ..UsageBucket::default()
+                })
+                .collect(),
+            latency_capped: false,
+        };
+        let sums = sqlx::query(&format!(
+            "SELECT CAST((created_at - $1) / $2 AS BIGINT) AS bucket, {SUMS} FROM usage_records \
+             WHERE endpoint_id = $3 AND user_id = $4 AND created_at >= $1 AND created_at < $5 \
+             GROUP BY bucket"
+        ))
+        .bind(since_ms)
+        .bind(bucket_ms)
+        .bind(endpoint_id)
+        .bind(user_id)
+        .bind(until_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut total = 0_i64;
+        for row in &sums {
+            let index: i64 = row.try_get("bucket")?;
+            let Some(bucket) = usize::try_from(index)
+                .ok()
+                .and_then(|index| series.buckets.get_mut(index))
+            else {
+                continue;
+            };
+            bucket.requests = row.try_get("requests")?;
+            bucket.errors = row.try_get("errors")?;
+            bucket.input_tokens = row.try_get("input_tokens")?;
+            bucket.output_tokens = row.try_get("output_tokens")?;
+            bucket.cost_micro_usd = row.try_get("cost_micro_usd")?;
+            total += bucket.requests;
+        }
+        if total == 0 {
+            return Ok(series);
+        }
+        series.latency_capped = total > LATENCY_ROWS_CAP;
+        // Nearest rank, as in `latency_percentile`: rank = ceil(n * p / 100).
+        let percentiles = sqlx::query(
+            "SELECT bucket, \
+             CAST(MAX(CASE WHEN rank_in_bucket = (bucket_size * 50 + 99) / 100 THEN latency_ms END) AS BIGINT) AS p50, \
+             CAST(MAX(CASE WHEN rank_in_bucket = (bucket_size * 95 + 99) / 100 THEN latency_ms END) AS BIGINT) AS p95, \
+             CAST(MAX(CASE WHEN rank_in_bucket = (bucket_size * 99 + 99) / 100 THEN latency_ms END) AS BIGINT) AS p99 \
+             FROM (SELECT bucket, latency_ms, \
+                   ROW_NUMBER() OVER (PARTITION BY bucket ORDER BY latency_ms) AS rank_in_bucket, \
+                   COUNT(*) OVER (PARTITION BY bucket) AS bucket_size \
+                   FROM (SELECT CAST((created_at - $1) / $2 AS BIGINT) AS bucket, latency_ms \
+                         FROM usage_records WHERE endpoint_id = $3 AND user_id = $4 \
+                         AND created_at >= $1 AND created_at < $5 \
+                         ORDER BY created_at DESC LIMIT $6) recent) ranked \
+             GROUP BY bucket",
+        )
+        .bind(since_ms)
+        .bind(bucket_ms)
+        .bind(endpoint_id)
+        .bind(user_id)
+        .bind(until_ms)
+        .bind(LATENCY_ROWS_CAP)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &percentiles {
+            let index: i64 = row.try_get("bucket")?;
+            let Some(bucket) = usize::try_from(index)
+                .ok()
+                .and_then(|index| series.buckets.get_mut(index))
+            else {
+                continue;
+            };
+            bucket.latency_p50_ms = row.try_get("p50")?;
+            bucket.latency_p95_ms = row.try_get("p95")?;
+            bucket.latency_p99_ms = row.try_get("p99")?;
+        }
+        Ok(series)
     }
 
     /// Summarises usage per endpoint of one user since `since_ms`.

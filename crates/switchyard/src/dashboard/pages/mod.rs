@@ -1,5 +1,6 @@
 //! One module per dashboard page.
 
+pub mod endpoint;
 pub mod endpoints;
 pub mod login;
 pub mod overview;
