@@ -33,7 +33,6 @@ static ASSETS: &[Asset] = assets![
     "app.css" => "text/css; charset=utf-8",
     "favicon.svg" => "image/svg+xml",
     "app.js" => JS,
-    "endpoint.css" => "text/css; charset=utf-8",
     "endpoint.js" => JS,
     "endpoints.js" => JS,
     "overview.js" => JS,

@@ -1,7 +1,7 @@
 //! Charts rendered on the server as inline SVG: a line chart with several
 //! series (gaps where a value is missing) and a grouped bar chart, both over
 //! time buckets. Pure functions of the data: no IO, no scripts, no `style=`
-//! attributes (colours come from classes in app.css / endpoint.css), so they
+//! attributes (colours come from classes in app.css), so they
 //! pass the dashboard's CSP. Each chart carries an accessible name, a `<title>`
 //! and a visually hidden data table for screen readers.
 
