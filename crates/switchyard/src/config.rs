@@ -137,6 +137,10 @@ pub struct ServeArgs {
     /// Consecutive failed health checks that take a backend out [default: 2].
     #[arg(long, env = "SWITCHYARD_BACKEND_HEALTH_FAILURES")]
     pub backend_health_failures: Option<u32>,
+    /// Page origins (scheme://host[:port], comma-separated) that may call `/api/v1/*` and `/v1/*`
+    /// from a browser, such as a page embedding the Connect widget [default: none].
+    #[arg(long, env = "SWITCHYARD_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Option<Vec<String>>,
     /// Path of a TOML config file [default: ./switchyard.toml when present].
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     #[serde(skip)]
@@ -158,6 +162,8 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    CorsOrigin(#[from] crate::cors::OriginError),
 }
 
 /// Validated settings.
@@ -190,6 +196,8 @@ pub struct Config {
     pub allow_private_webhooks: bool,
     /// Retries, circuit breakers and backend health checks.
     pub resilience: crate::gateway::resilience::Resilience,
+    /// Origins allowed to call the API from a browser, as browsers send them.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Config {
@@ -254,6 +262,7 @@ impl Config {
             backend_health_failures: args
                 .backend_health_failures
                 .or(file.backend_health_failures),
+            cors_allowed_origins: args.cors_allowed_origins.or(file.cors_allowed_origins),
             config: None,
         };
         let mut config = Self::validate(
@@ -338,8 +347,16 @@ impl Config {
             },
             health_failures: args.backend_health_failures.unwrap_or(2).clamp(1, 100),
         };
+        let cors_allowed_origins = args
+            .cors_allowed_origins
+            .unwrap_or_default()
+            .iter()
+            .filter(|origin| !origin.trim().is_empty())
+            .map(|origin| crate::cors::parse_origin(origin))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             resilience,
+            cors_allowed_origins,
             providers: ProvidersConfig::from_env(|_| None, &data_dir),
             deploy_poll_interval: Duration::from_millis(
                 args.deploy_poll_interval_ms
@@ -455,5 +472,30 @@ mod tests {
             toml::from_str("listen = \"127.0.0.1:9000\"\nmarkup = \"1.5\"\n").unwrap();
         assert_eq!(parsed.listen.unwrap().port(), 9000);
         assert!(toml::from_str::<ServeArgs>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn cors_origins_are_validated() {
+        let parsed: ServeArgs = toml::from_str(
+            "cors_allowed_origins = [\"https://App.example.com\", \"http://127.0.0.1:3000\"]\n",
+        )
+        .unwrap();
+        let config = Config::validate(parsed, None, None).unwrap();
+        assert_eq!(
+            config.cors_allowed_origins,
+            ["https://app.example.com", "http://127.0.0.1:3000"]
+        );
+        assert!(Config::validate(ServeArgs::default(), None, None)
+            .unwrap()
+            .cors_allowed_origins
+            .is_empty());
+        for bad in ["*", "https://example.com/app", "example.com"] {
+            let args = ServeArgs {
+                cors_allowed_origins: Some(vec![bad.to_owned()]),
+                ..ServeArgs::default()
+            };
+            let error = Config::validate(args, None, None).unwrap_err().to_string();
+            assert!(error.contains("cors_allowed_origins"), "{error}");
+        }
     }
 }

@@ -5,6 +5,8 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod connect_widget;
+pub mod cors;
 pub mod dashboard;
 pub mod deploy;
 pub mod domain;

@@ -32,7 +32,7 @@ use crate::shared_limits::SharedLimiter;
 use crate::state::{AppState, RuntimeSettings, SharedState};
 use crate::store::Store;
 use crate::tokens::{display_prefix, generate_management_token};
-use crate::{api, gateway};
+use crate::{api, connect_widget, cors, gateway};
 
 /// A server that is running.
 pub struct RunningServer {
@@ -165,6 +165,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             listen_url: format!("http://{addr}"),
             allow_private_webhooks: config.allow_private_webhooks,
             resilience: config.resilience,
+            cors_allowed_origins: config.cors_allowed_origins.clone(),
         },
         metrics: metrics_handle(),
         shared_limits,
@@ -287,9 +288,15 @@ async fn run_until_shutdown<F>(
 
 /// Builds the full router.
 pub fn router(state: SharedState) -> Router {
+    // Only the gateway and the JSON API answer cross-origin callers.
+    let callable = Router::new().merge(gateway::router()).merge(api::router());
+    let callable = match cors::layer(&state.settings.cors_allowed_origins) {
+        Some(gate) => callable.layer(gate),
+        None => callable,
+    };
     Router::new()
-        .merge(gateway::router())
-        .merge(api::router())
+        .merge(callable)
+        .merge(connect_widget::router())
         .merge(crate::dashboard::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

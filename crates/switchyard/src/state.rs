@@ -25,6 +25,8 @@ pub struct RuntimeSettings {
     pub allow_private_webhooks: bool,
     /// Retries, circuit breakers and backend health checks.
     pub resilience: crate::gateway::resilience::Resilience,
+    /// Origins allowed to call `/api/v1/*` and `/v1/*` from a browser (see `cors`).
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// Everything a handler can reach.

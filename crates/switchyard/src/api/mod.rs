@@ -1,6 +1,7 @@
 //! The management API (`/api/v1/...`): thin handlers that validate input, call
 //! the store, reload the gateway snapshot after writes, and render JSON.
 
+mod connect;
 mod connection;
 pub mod deploy;
 mod deployments;
@@ -57,6 +58,10 @@ pub fn router() -> Router<SharedState> {
             post(deploy::training_complete),
         )
         .route("/api/v1/events", get(events::events))
+        .route(
+            "/api/v1/connect/endpoints",
+            get(connect::connect_endpoints),
+        )
         .route(
             "/api/v1/webhooks",
             post(webhooks::create_webhook).get(webhooks::list_webhooks),
