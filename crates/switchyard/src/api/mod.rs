@@ -10,6 +10,7 @@ mod events;
 mod extract;
 pub mod keys;
 mod models;
+mod playground;
 mod traffic;
 mod usage;
 mod users;
@@ -58,10 +59,7 @@ pub fn router() -> Router<SharedState> {
             post(deploy::training_complete),
         )
         .route("/api/v1/events", get(events::events))
-        .route(
-            "/api/v1/connect/endpoints",
-            get(connect::connect_endpoints),
-        )
+        .route("/api/v1/connect/endpoints", get(connect::connect_endpoints))
         .route(
             "/api/v1/webhooks",
             post(webhooks::create_webhook).get(webhooks::list_webhooks),
@@ -107,6 +105,10 @@ pub fn router() -> Router<SharedState> {
         .route(
             "/api/v1/endpoints/{endpoint_id}/connection",
             get(connection::connection),
+        )
+        .route(
+            "/api/v1/endpoints/{endpoint_id}/playground",
+            post(playground::playground),
         )
         .merge(model_routes())
 }

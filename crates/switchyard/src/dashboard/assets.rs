@@ -32,8 +32,10 @@ const JS: &str = "text/javascript; charset=utf-8";
 static ASSETS: &[Asset] = assets![
     "app.css" => "text/css; charset=utf-8",
     "app.js" => JS,
+    "deploy.js" => JS,
     "endpoints.js" => JS,
     "overview.js" => JS,
+    "playground.js" => JS,
 ];
 
 /// The ETag of each asset, computed once.

@@ -1,8 +1,11 @@
 //! One module per dashboard page.
 
+pub mod billing;
+pub mod deploy;
 pub mod endpoints;
 pub mod login;
 pub mod overview;
+pub mod playground;
 
 use bytes::Bytes;
 
