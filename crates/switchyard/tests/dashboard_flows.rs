@@ -466,7 +466,7 @@ async fn wizard_calls_register_and_deploy() {
         "/assets/deploy.js",
         "aria-current=\"step\"",
         "Review and deploy",
-        "data-input-credits=\"0.1\"",
+        "data-input-credits=\"0.12\"",
     ] {
         assert!(html.contains(needle), "{needle} in the wizard");
     }
