@@ -314,12 +314,19 @@ function renderRecommendation(data) {
   const availability = Object.fromEntries(data.providers.map((p) => [p.provider, p]));
   const costs = best.cost_estimates;
   const options = [];
+  let anyChecked = false;
+  // The first usable option is preselected.
+  const firstUsable = (available) => {
+    const checked = available && !anyChecked;
+    anyChecked = anyChecked || checked;
+    return checked;
+  };
   const bestAvailable = availability[best.provider] ? availability[best.provider].available : best.deployable;
   options.push(option({
     id: 'best', provider: best.provider, gpu: best.gpu_type, gpuCount: best.configuration.gpu_count,
     perRequest: `${credits(costs.per_request)} credits`, monthly: `${credits(costs.monthly_estimate)} credits`,
     coldStart: seconds(best.performance.cold_start_p50_ms), available: bestAvailable,
-    message: bestAvailable ? best.reason : (availability[best.provider] || {}).message, note: 'recommended', checked: bestAvailable,
+    message: bestAvailable ? best.reason : (availability[best.provider] || {}).message, note: 'recommended', checked: firstUsable(bestAvailable),
   }));
   best.alternatives.forEach((alt, index) => {
     const info = availability[alt.provider] || {};
@@ -328,7 +335,7 @@ function renderRecommendation(data) {
       id: `alt-${index}`, provider: alt.provider, gpu: alt.gpu_type, gpuCount: alt.gpu_count,
       perRequest: `${credits(alt.cost_estimates.per_request)} credits`, monthly: `${credits(alt.cost_estimates.monthly_estimate)} credits`,
       coldStart: seconds(alt.cold_start_p50_ms), available, message: available ? alt.tradeoff : info.message,
-      checked: !bestAvailable && available && !options.some((o) => o.includes(' checked')),
+      checked: firstUsable(available),
     }));
   });
   // Providers outside the price table that can take this model (a machine of your own).
@@ -337,7 +344,7 @@ function renderRecommendation(data) {
     options.push(option({
       id: 'self-hosted', provider: 'self-hosted', gpu: '', perRequest: null, monthly: null, coldStart: null,
       available: true, message: 'Runs on the configured machine of this server; no GPU price applies.',
-      checked: !options.some((o) => o.includes(' checked')),
+      checked: firstUsable(true),
     }));
   }
   const unavailable = data.providers.filter((p) => !p.available && p.provider !== 'external');
