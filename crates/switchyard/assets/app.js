@@ -156,10 +156,14 @@ document.addEventListener('keydown', (event) => {
 /**
  * Subscribes to the user's live events (Server-Sent Events with the session
  * cookie); `onEvent(type, data)` for each; `statusEl` shows the connection state.
+ * `takeKeys` lets this stream receive a finished deploy's one-time API key.
  */
-export function liveEvents(onEvent, statusEl, query = '') {
+export function liveEvents(onEvent, statusEl, query = '', { takeKeys = false } = {}) {
   if (typeof EventSource === 'undefined') return null;
-  const source = new EventSource(`/api/v1/events${query}`);
+  // Only the view waiting for a deploy may take its one-time key; the others say keys=none.
+  const params = new URLSearchParams(query.replace(/^\?/, ''));
+  if (!takeKeys) params.set('keys', 'none');
+  const source = new EventSource(`/api/v1/events?${params}`);
   const show = (text, on) => {
     if (!statusEl) return;
     statusEl.textContent = text;

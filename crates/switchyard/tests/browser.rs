@@ -37,6 +37,30 @@ async fn endpoint() {
     run_spec("endpoint").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wizard() {
+    // Hugging Face deploys run for real: a fake Hub and the self-hosted
+    // provisioner starting the fake model server.
+    let hub = common::deploy::fake_hub().await;
+    let command = common::deploy::fake_server_command("--ready-after 1");
+    run_spec_with(
+        "wizard",
+        Some(Arc::new(move |config: &mut switchyard::config::Config| {
+            config.providers.hub.base_url = hub.clone();
+            config.providers.self_hosted.command = Some(command.clone());
+            config.providers.self_hosted.port_range = (24_000, 24_999);
+            config.providers.self_hosted.log_dir = config.data_dir.join("self-hosted");
+            config.deploy_poll_interval = Duration::from_millis(100);
+        })),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playground() {
+    run_spec("playground").await;
+}
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -77,6 +101,11 @@ fn free_port() -> u16 {
 /// Starts a server and a fake upstream, runs `tests/browser/specs/<name>.mjs`
 /// in Chromium, and fails with the runner's output unless it passes.
 async fn run_spec(name: &str) {
+    run_spec_with(name, None).await;
+}
+
+/// [`run_spec`] with a change to the server's config (providers, timings).
+async fn run_spec_with(name: &str, configure: Option<common::Configure>) {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let workspace = workspace();
     let browser_dir = workspace.join("tests/browser");
@@ -95,6 +124,9 @@ async fn run_spec(name: &str) {
         Options {
             configure: Some(Arc::new(move |config| {
                 config.cors_allowed_origins = vec![allowed.clone()];
+                if let Some(configure) = &configure {
+                    configure(config);
+                }
             })),
             ..Options::default()
         },

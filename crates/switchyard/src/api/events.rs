@@ -5,7 +5,8 @@
 //! `Last-Event-ID` (or `?since=`) replays what a reconnecting client missed.
 //! `?endpoint_id=` keeps only one endpoint's events. A `DEPLOYMENT_COMPLETE`
 //! event carries the new API key to the first connection that receives it,
-//! and never again.
+//! and never again; `?keys=none` connections (dashboard views that only
+//! watch) never take it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +64,8 @@ pub async fn events(State(state): State<SharedState>, request: Request) -> Respo
         .or_else(|| param("since"))
         .and_then(|text| text.parse::<u64>().ok());
     let endpoint_filter = param("endpoint_id").filter(|id| !id.is_empty());
+    // Views that only watch (`?keys=none`) leave a new deploy key to the one that waits for it.
+    let take_keys = param("keys").as_deref() != Some("none");
     let wants_upgrade = parts
         .headers
         .get(http::header::UPGRADE)
@@ -76,13 +79,14 @@ pub async fn events(State(state): State<SharedState>, request: Request) -> Respo
                     .max_message_size(64 * 1024)
                     .max_frame_size(64 * 1024);
                 // Subscribed before the upgrade: nothing published meanwhile is missed.
-                let cursor = Cursor::new(state.clone(), &user, since, endpoint_filter);
+                let mut cursor = Cursor::new(state.clone(), &user, since, endpoint_filter);
+                cursor.take_keys = take_keys;
                 upgrade.on_upgrade(move |socket| serve_socket(state, cursor, socket))
             }
             Err(rejection) => rejection.into_response(),
         };
     }
-    Sse::new(sse_stream(state, user, since, endpoint_filter))
+    Sse::new(sse_stream(state, user, since, endpoint_filter, take_keys))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }
@@ -101,8 +105,8 @@ async fn authenticate(state: &SharedState, token: Option<&str>) -> Result<User, 
 
 /// The JSON text sent for an event: with the new key added to the first
 /// delivery of a `DEPLOYMENT_COMPLETE`.
-async fn render(state: &SharedState, event: &Event) -> String {
-    if event.kind != EventKind::DeploymentComplete {
+async fn render(state: &SharedState, event: &Event, take_keys: bool) -> String {
+    if !take_keys || event.kind != EventKind::DeploymentComplete {
         return event.json.to_string();
     }
     let Ok(mut document) = serde_json::from_str::<Value>(&event.json) else {
@@ -125,6 +129,8 @@ struct Cursor {
     receiver: tokio::sync::broadcast::Receiver<Arc<Event>>,
     last_seq: u64,
     endpoint_filter: Option<String>,
+    /// Whether this connection may take a new deploy key (`?keys=none` says no).
+    take_keys: bool,
 }
 
 impl Cursor {
@@ -146,6 +152,7 @@ impl Cursor {
             receiver,
             last_seq: since.unwrap_or(0),
             endpoint_filter,
+            take_keys: true,
         }
     }
 
@@ -194,11 +201,13 @@ fn sse_stream(
     user: User,
     since: Option<u64>,
     endpoint_filter: Option<String>,
+    take_keys: bool,
 ) -> impl Stream<Item = Result<SseEvent, std::convert::Infallible>> {
-    let cursor = Cursor::new(state, &user, since, endpoint_filter);
+    let mut cursor = Cursor::new(state, &user, since, endpoint_filter);
+    cursor.take_keys = take_keys;
     stream::unfold(cursor, |mut cursor| async move {
         let event = cursor.next().await?;
-        let text = render(&cursor.state, &event).await;
+        let text = render(&cursor.state, &event, cursor.take_keys).await;
         let sse = SseEvent::default()
             .id(event.seq.to_string())
             .event(event.kind.as_str())
@@ -212,7 +221,7 @@ async fn serve_socket(state: SharedState, mut cursor: Cursor, mut socket: WebSoc
         tokio::select! {
             event = cursor.next() => {
                 let Some(event) = event else { break };
-                let text = render(&state, &event).await;
+                let text = render(&state, &event, cursor.take_keys).await;
                 if socket.send(Message::Text(text.into())).await.is_err() {
                     break;
                 }

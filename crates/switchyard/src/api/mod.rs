@@ -10,6 +10,7 @@ mod events;
 mod extract;
 pub mod keys;
 mod models;
+mod playground;
 mod traffic;
 mod usage;
 mod users;
@@ -105,6 +106,10 @@ pub fn router() -> Router<SharedState> {
         .route(
             "/api/v1/endpoints/{endpoint_id}/connection",
             get(connection::connection),
+        )
+        .route(
+            "/api/v1/endpoints/{endpoint_id}/playground",
+            post(playground::playground),
         )
         .merge(model_routes())
 }

@@ -34,8 +34,10 @@ static ASSETS: &[Asset] = assets![
     "favicon.svg" => "image/svg+xml",
     "app.js" => JS,
     "endpoint.js" => JS,
+    "deploy.js" => JS,
     "endpoints.js" => JS,
     "overview.js" => JS,
+    "playground.js" => JS,
 ];
 
 /// The ETag of each asset, computed once.

@@ -33,6 +33,9 @@ pub fn router() -> Router<SharedState> {
             "/endpoints/{endpoint_id}/code",
             get(pages::endpoints::code_samples),
         )
+        .route("/deploy", get(pages::deploy::page))
+        .route("/playground", get(pages::playground::page))
+        .route("/billing", get(pages::billing::page))
         .route("/assets/{name}", get(assets::asset))
         .route("/favicon.ico", get(assets::favicon))
 }

@@ -82,6 +82,7 @@ async fn messages(State(state): State<SharedState>, headers: HeaderMap, body: Bo
         headers,
         body,
         ClientProtocol::Anthropic,
+        None,
     )
     .await
 }
@@ -203,10 +204,35 @@ async fn proxy(
         headers,
         body,
         ClientProtocol::OpenAi,
+        None,
     )
     .await
 }
 
+/// Serves an OpenAI chat completion `body` for the dashboard playground on
+/// `route` (the internal key of the caller's endpoint `endpoint_id`) exactly
+/// as `POST /api/v1/inference/{endpoint_id}/chat/completions` serves a client
+/// with that key: same validation, limits, credit check, attempts and meter.
+pub async fn playground_chat(
+    state: SharedState,
+    route: Route,
+    endpoint_id: String,
+    body: Bytes,
+) -> Response {
+    proxy_as(
+        state,
+        Operation::Chat,
+        Some(endpoint_id),
+        HeaderMap::new(),
+        Body::from(body),
+        ClientProtocol::OpenAi,
+        Some(route),
+    )
+    .await
+}
+
+/// One gateway request; `route` is given when the caller was authenticated
+/// elsewhere (the playground), else the request's API key is checked.
 async fn proxy_as(
     state: SharedState,
     operation: Operation,
@@ -214,6 +240,7 @@ async fn proxy_as(
     headers: HeaderMap,
     body: Body,
     protocol: ClientProtocol,
+    route: Option<Route>,
 ) -> Response {
     let started = Instant::now();
     let request_id = request_id(&headers);
@@ -233,6 +260,7 @@ async fn proxy_as(
             &request_id,
             started,
             protocol,
+            route,
         )
         .await
         {
@@ -277,8 +305,12 @@ async fn forward(
     request_id: &HeaderValue,
     started: Instant,
     protocol: ClientProtocol,
+    route: Option<Route>,
 ) -> Result<Response, HttpError> {
-    let route = authenticate(state, headers)?;
+    let route = match route {
+        Some(route) => route,
+        None => authenticate(state, headers)?,
+    };
     let endpoint = &route.endpoint.endpoint;
     tracing::Span::current().record("endpoint_id", endpoint.id.as_str());
     let permission = match operation {

@@ -48,14 +48,17 @@ impl Store {
         Ok(())
     }
 
-    /// Lists an endpoint's keys, newest first.
+    /// Lists an endpoint's keys, newest first; the dashboard playground's
+    /// internal key is not among them.
     pub async fn list_keys(
         &self,
         user_id: &str,
         endpoint_id: &str,
     ) -> Result<Vec<ApiKey>, StoreError> {
         let query = format!(
-            "SELECT {} FROM api_keys WHERE endpoint_id = $1 AND user_id = $2 ORDER BY created_at DESC, id DESC",
+            "SELECT {} FROM api_keys WHERE endpoint_id = $1 AND user_id = $2 \
+             AND id NOT IN (SELECT key_id FROM playground_keys WHERE endpoint_id = $1) \
+             ORDER BY created_at DESC, id DESC",
             rows::KEY_COLUMNS
         );
         let rows = sqlx::query(&query)

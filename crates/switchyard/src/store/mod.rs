@@ -10,6 +10,7 @@ mod jobs;
 mod keys;
 mod ledger;
 mod models;
+mod playground;
 mod rows;
 mod sessions;
 mod usage;

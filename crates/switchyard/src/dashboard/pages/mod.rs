@@ -1,9 +1,12 @@
 //! One module per dashboard page.
 
+pub mod billing;
+pub mod deploy;
 pub mod endpoint;
 pub mod endpoints;
 pub mod login;
 pub mod overview;
+pub mod playground;
 
 use bytes::Bytes;
 
