@@ -193,7 +193,7 @@ pre {
   .trigger { width: 100%; justify-content: space-between; }
   .panel { position: fixed; left: 8px; right: 8px; top: auto; width: auto; }
   .row { flex-wrap: wrap; }
-  .actions { width: 100%; justify-content: flex-end; padding-bottom: 6px; }
+  .actions { width: 100%; padding: 0 0 6px 22px; }
   .model { max-width: 10rem; }
 }
 `;

@@ -118,10 +118,15 @@ async fn run_spec(name: &str) {
     let child = command
         .spawn()
         .unwrap_or_else(|error| panic!("cannot start node (Node.js 20 is needed): {error}"));
-    let output = tokio::time::timeout(SPEC_TIMEOUT + Duration::from_secs(30), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("browser spec {name} did not finish in {SPEC_TIMEOUT:?}; it was killed"))
-        .expect("wait for node");
+    let output = tokio::time::timeout(
+        SPEC_TIMEOUT + Duration::from_secs(30),
+        child.wait_with_output(),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!("browser spec {name} did not finish in {SPEC_TIMEOUT:?}; it was killed")
+    })
+    .expect("wait for node");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");

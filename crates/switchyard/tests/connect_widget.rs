@@ -281,7 +281,13 @@ async fn connect_js_is_a_public_cacheable_module() {
     assert!(revalidated.text().await.unwrap().is_empty());
 }
 
-async fn create(server: &TestServer, token: &str, name: &str, modality: &str, base_url: &str) -> Value {
+async fn create(
+    server: &TestServer,
+    token: &str,
+    name: &str,
+    modality: &str,
+    base_url: &str,
+) -> Value {
     let (status, body) = server
         .post(
             "/api/v1/endpoints",
@@ -432,7 +438,10 @@ async fn connect_endpoints_lists_the_callers_endpoints_by_modality() {
     let body: Value = response.json().await.unwrap();
     assert!(body["error"]["message"].is_string(), "{body}");
     let (status, _) = server
-        .get("/api/v1/connect/endpoints", "sym_not-a-token-0000000000000000")
+        .get(
+            "/api/v1/connect/endpoints",
+            "sym_not-a-token-0000000000000000",
+        )
         .await;
     assert_eq!(status, 401);
 }

@@ -31,7 +31,12 @@ pub async fn connect_endpoints(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<ConnectQuery>,
 ) -> Result<Json<Value>, HttpError> {
-    let modality = parse_filter(query.modality, "modality", Modality::parse, Modality::expected)?;
+    let modality = parse_filter(
+        query.modality,
+        "modality",
+        Modality::parse,
+        Modality::expected,
+    )?;
     let source_type = parse_filter(
         query.source_type,
         "source_type",

@@ -55,10 +55,7 @@ pub fn router() -> Router<SharedState> {
             post(deploy::training_complete),
         )
         .route("/api/v1/events", get(events::events))
-        .route(
-            "/api/v1/connect/endpoints",
-            get(connect::connect_endpoints),
-        )
+        .route("/api/v1/connect/endpoints", get(connect::connect_endpoints))
         .route(
             "/api/v1/webhooks",
             post(webhooks::create_webhook).get(webhooks::list_webhooks),
