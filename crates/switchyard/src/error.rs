@@ -74,6 +74,16 @@ impl HttpError {
         )
     }
 
+    /// 403 for a cookie-authenticated change without the session's CSRF token.
+    pub fn csrf_failed() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            "csrf_failed",
+            "missing or wrong X-CSRF-Token for this session; reload the page",
+        )
+    }
+
     /// 404 for anything the caller may not see, whether it exists or not.
     pub fn not_found(what: &str) -> Self {
         Self::new(

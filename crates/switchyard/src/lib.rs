@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod connect_widget;
 pub mod cors;
+pub mod dashboard;
 pub mod deploy;
 pub mod domain;
 pub mod error;

@@ -293,6 +293,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(gateway::router())
         .merge(api::router())
         .merge(connect_widget::router())
+        .merge(crate::dashboard::router())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
@@ -343,13 +344,22 @@ async fn method_not_allowed() -> HttpError {
     )
 }
 
-async fn not_found() -> HttpError {
+async fn not_found(uri: http::Uri, headers: http::HeaderMap) -> Response {
+    let path = uri.path();
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if wants_html && !path.starts_with("/api/") && !path.starts_with("/v1/") {
+        return crate::dashboard::not_found_page();
+    }
     HttpError::new(
         StatusCode::NOT_FOUND,
         "invalid_request_error",
         "route_not_found",
         "no such route",
     )
+    .into_response()
 }
 
 fn json_response(status: StatusCode, body: &'static str) -> Response {

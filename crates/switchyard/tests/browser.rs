@@ -27,6 +27,11 @@ async fn connect() {
     run_spec("connect").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard() {
+    run_spec("dashboard").await;
+}
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")

@@ -861,6 +861,12 @@ async fn websocket_events_reach_only_their_user() {
         .expect("the bystander's own event");
     assert_eq!(first["type"], "ENDPOINT_STATUS_CHANGED", "{first}");
     assert_eq!(first["endpoint_id"], own_endpoint.as_str(), "{first}");
+    assert_eq!(first["previous_status"], Value::Null, "created: {first}");
+    let second = next_frame(&mut theirs, Duration::from_secs(5))
+        .await
+        .expect("the bystander's termination event");
+    assert_eq!(second["endpoint_id"], own_endpoint.as_str(), "{second}");
+    assert_eq!(second["status"], "terminated", "{second}");
     assert_eq!(
         next_frame(&mut theirs, Duration::from_millis(300)).await,
         None

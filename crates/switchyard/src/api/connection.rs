@@ -52,8 +52,20 @@ pub fn connection_info(endpoint: &Endpoint, public_url: &str) -> Value {
     })
 }
 
+/// The "OpenAI SDK compatible" sample: the two settings every OpenAI client reads.
+fn openai_compatible(base_url: &str, model: &str) -> String {
+    format!(
+        "# Any OpenAI-compatible client or framework (OpenAI SDKs, LangChain, LlamaIndex,
+# Vercel AI SDK, ...) reads these two variables; pass the model name per request.
+export OPENAI_BASE_URL=\"{base_url}\"
+export OPENAI_API_KEY=\"$SWITCHYARD_API_KEY\"
+# model: {model}"
+    )
+}
+
 fn chat_samples(base_url: &str, model: &str) -> Value {
     json!({
+        "openai_compatible": openai_compatible(base_url, model),
         "curl": format!(
     "curl {base_url}/chat/completions \\
     -H \"Authorization: Bearer $SWITCHYARD_API_KEY\" \\
@@ -95,6 +107,7 @@ print(response.json()[\"choices\"][0][\"message\"][\"content\"])"),
 
 fn embedding_samples(base_url: &str, model: &str) -> Value {
     json!({
+        "openai_compatible": openai_compatible(base_url, model),
         "curl": format!(
     "curl {base_url}/embeddings \\
     -H \"Authorization: Bearer $SWITCHYARD_API_KEY\" \\

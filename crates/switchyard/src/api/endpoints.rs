@@ -288,6 +288,12 @@ pub async fn create_endpoint(
     let (key, secret) = new_key(&endpoint, key_request, &state.secrets)?;
     state.store.create_endpoint(&endpoint, &key).await?;
     state.registry.reload().await?;
+    // Live views (the dashboard's table) learn of the new endpoint at once.
+    state.events.publish(
+        &user.id,
+        crate::events::EventKind::EndpointStatusChanged,
+        json!({"endpoint_id": endpoint.id, "status": endpoint.status, "previous_status": null, "name": endpoint.name}),
+    );
     let public = views::public_url(&state, &headers);
     Ok((
         StatusCode::CREATED,

@@ -1,6 +1,7 @@
 //! `GET /api/v1/events`: the caller's events as a WebSocket (when the
 //! request asks to upgrade) or as Server-Sent Events. Browsers cannot set
-//! headers on either, so the management token may also come as `?token=`.
+//! headers on either, so the management token may also come as `?token=`,
+//! or the dashboard's session cookie is used.
 //! `Last-Event-ID` (or `?since=`) replays what a reconnecting client missed.
 //! `?endpoint_id=` keeps only one endpoint's events. A `DEPLOYMENT_COMPLETE`
 //! event carries the new API key to the first connection that receives it,
@@ -39,7 +40,18 @@ pub async fn events(State(state): State<SharedState>, request: Request) -> Respo
     let token = bearer_token(&parts.headers)
         .map(str::to_owned)
         .or_else(|| param("token"));
-    let user = match authenticate(&state, token.as_deref()).await {
+    let user = match token {
+        Some(token) => authenticate(&state, Some(&token)).await,
+        // The dashboard's EventSource sends its session cookie (same site only).
+        None => crate::dashboard::session::session_from_headers(&state, &parts.headers)
+            .await
+            .and_then(|session| {
+                session
+                    .map(|session| session.user)
+                    .ok_or_else(HttpError::unauthorized)
+            }),
+    };
+    let user = match user {
         Ok(user) => user,
         Err(error) => return error.into_response(),
     };

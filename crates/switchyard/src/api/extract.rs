@@ -13,7 +13,7 @@ use crate::state::SharedState;
 /// Largest management request body.
 const MAX_API_BODY: usize = 1024 * 1024;
 
-/// The user a management token belongs to.
+/// The user a management token (or a dashboard session cookie) belongs to.
 #[derive(Debug, Clone)]
 pub struct Caller(pub User);
 
@@ -24,7 +24,13 @@ impl FromRequestParts<SharedState> for Caller {
         parts: &mut Parts,
         state: &SharedState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(&parts.headers).ok_or_else(HttpError::unauthorized)?;
+        let Some(token) = bearer_token(&parts.headers) else {
+            // The dashboard calls the API with its session cookie (and CSRF token).
+            return crate::dashboard::session::api_user_from_cookie(state, parts)
+                .await?
+                .map(Caller)
+                .ok_or_else(HttpError::unauthorized);
+        };
         if token.is_empty() || token.len() > 256 {
             return Err(HttpError::unauthorized());
         }

@@ -21,7 +21,10 @@ use axum::Router;
 
 use crate::state::SharedState;
 
+pub use connection::connection_info;
+pub(crate) use endpoints::owned_endpoint;
 pub use extract::{Admin, ApiJson, ApiQuery, Caller};
+pub use views::public_url;
 
 /// The management routes.
 pub fn router() -> Router<SharedState> {

@@ -11,6 +11,7 @@ mod keys;
 mod ledger;
 mod models;
 mod rows;
+mod sessions;
 mod usage;
 mod users;
 mod webhooks;
