@@ -193,7 +193,7 @@ pre {
   .trigger { width: 100%; justify-content: space-between; }
   .panel { position: fixed; left: 8px; right: 8px; top: auto; width: auto; }
   .row { flex-wrap: wrap; }
-  .actions { width: 100%; justify-content: flex-end; padding-bottom: 6px; }
+  .actions { width: 100%; padding: 0 0 6px 22px; }
   .model { max-width: 10rem; }
 }
 `;
@@ -468,7 +468,11 @@ export class SwitchyardConnect extends HTMLElement {
     if (this.#open) {
       const connected = this.#endpoints.findIndex((endpoint) => endpoint.id === this.connectedEndpointId);
       this.#activeIndex = Math.max(0, connected);
+      const focusLost = !this.shadowRoot.activeElement || this.shadowRoot.activeElement.closest('[hidden]');
       this.#renderBody();
+      if (this.#view === 'list' && !this.#parts.search.closest('[hidden]') && (focusLost || !this.shadowRoot.activeElement)) {
+        this.#parts.search.focus();
+      }
     }
   }
 
@@ -524,7 +528,10 @@ export class SwitchyardConnect extends HTMLElement {
 
   #renderBody() {
     const { body, search, footer } = this.#parts;
-    search.closest('.search').hidden = this.#view !== 'list';
+    const nothingToSearch =
+      this.#loadState === 'error' || (this.#loadState === 'ready' && this.#endpoints.length === 0);
+    const searchHadFocus = this.shadowRoot.activeElement === search;
+    search.closest('.search').hidden = this.#view !== 'list' || nothingToSearch;
     footer.replaceChildren(
       h('span', { text: 'Switchyard' }),
       h('a', { href: `${this.server}/endpoints`, target: '_blank', rel: 'noopener', text: 'All endpoints ↗' }),
@@ -550,6 +557,7 @@ export class SwitchyardConnect extends HTMLElement {
           h('div', {}, h('button', { type: 'button', class: 'btn retry', onclick: () => this.refresh(), text: 'Try again' })),
         ),
       );
+      if (searchHadFocus) body.querySelector('.retry').focus();
       return;
     }
     if (this.#endpoints.length === 0) {
@@ -562,6 +570,7 @@ export class SwitchyardConnect extends HTMLElement {
           h('a', { class: 'btn deploy-link', href: `${this.server}/deploy`, target: '_blank', rel: 'noopener', text: 'Deploy a model' }),
         ),
       );
+      if (searchHadFocus) body.querySelector('.deploy-link').focus();
       return;
     }
     this.#visible = this.#filtered();

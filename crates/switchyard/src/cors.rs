@@ -101,8 +101,8 @@ pub fn layer(origins: &[String]) -> Option<CorsGate> {
     })
 }
 
-/// A layer that sends requests from a listed origin through tower-http's
-/// `Cors` and every other request straight to the route.
+/// A layer that sends requests from a listed origin to `/api/v1/*` or `/v1/*`
+/// through tower-http's `Cors`, and every other request straight to the route.
 #[derive(Clone)]
 pub struct CorsGate {
     origins: Arc<[HeaderValue]>,
@@ -151,12 +151,17 @@ where
             .headers()
             .get(header::ORIGIN)
             .is_some_and(|origin| self.origins.iter().any(|allowed| allowed == origin));
-        if listed {
+        if listed && cross_origin_path(request.uri().path()) {
             Either::Right(self.cors.call(request))
         } else {
             Either::Left(self.plain.call(request))
         }
     }
+}
+
+/// The routes browsers on a listed origin may call: the JSON API and the gateway.
+fn cross_origin_path(path: &str) -> bool {
+    path.starts_with("/api/v1/") || path.starts_with("/v1/")
 }
 
 #[cfg(test)]

@@ -288,14 +288,10 @@ async fn run_until_shutdown<F>(
 
 /// Builds the full router.
 pub fn router(state: SharedState) -> Router {
-    // Only the gateway and the JSON API answer cross-origin callers.
-    let callable = Router::new().merge(gateway::router()).merge(api::router());
-    let callable = match cors::layer(&state.settings.cors_allowed_origins) {
-        Some(gate) => callable.layer(gate),
-        None => callable,
-    };
-    Router::new()
-        .merge(callable)
+    let cors = cors::layer(&state.settings.cors_allowed_origins);
+    let router = Router::new()
+        .merge(gateway::router())
+        .merge(api::router())
         .merge(connect_widget::router())
         .merge(crate::dashboard::router())
         .route("/healthz", get(healthz))
@@ -303,7 +299,13 @@ pub fn router(state: SharedState) -> Router {
         .route("/metrics", get(render_metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state);
+    // Last, so that it also wraps the fallbacks: a preflight `OPTIONS` of a
+    // GET-only route is answered by the method-not-allowed fallback's layer.
+    match cors {
+        Some(gate) => router.layer(gate),
+        None => router,
+    }
 }
 
 async fn healthz() -> Response {

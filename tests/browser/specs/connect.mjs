@@ -274,6 +274,12 @@ export default async function ({ page, env, shot, step, newPage }) {
       assert.match(await empty.locator('switchyard-connect .message.empty').textContent(), /No endpoints yet/);
       assert.equal(await empty.locator('switchyard-connect .deploy-link').getAttribute('href'), `${env.url}/deploy`);
       await shot('empty', empty);
+      let state = await widgetState(empty);
+      assert.match(state.focus, /deploy-link/, 'nothing to search: the focus is on the deploy link');
+      await empty.keyboard.press('Escape');
+      state = await widgetState(empty);
+      assert.equal(state.panelHidden, true);
+      assert.equal(state.focus, 'trigger');
       await empty.context().close();
     });
 
