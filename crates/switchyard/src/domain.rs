@@ -341,6 +341,9 @@ pub struct LedgerEntry {
     pub created_at: i64,
 }
 
+/// Milliseconds in a day (usage periods, chart buckets).
+pub const DAY_MS: i64 = 86_400_000;
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     let now = std::time::SystemTime::now()

@@ -13,7 +13,7 @@ use crate::money::micros_to_credits_json;
 use crate::state::SharedState;
 use crate::store::EndpointFilter;
 
-const DAY_MS: i64 = 86_400_000;
+use crate::domain::DAY_MS;
 
 #[derive(Deserialize)]
 pub struct PeriodQuery {

@@ -22,7 +22,7 @@ const TARGET_TICKS: usize = 4;
 /// At most this many time labels under the x axis.
 const MAX_TIME_LABELS: usize = 7;
 const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 86_400_000;
+use crate::domain::DAY_MS;
 
 /// What the values measure; decides tick steps and how values read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use crate::store::{EndpointFilter, EndpointUsageSummary};
 
 /// Ledger rows per page.
 pub const LEDGER_PAGE_SIZE: i64 = 25;
-const DAY_MS: i64 = 86_400_000;
+use crate::domain::DAY_MS;
 
 /// The periods of the usage summary: (key, label, length).
 const PERIODS: [(&str, &str, i64); 3] = [

@@ -24,7 +24,7 @@ use crate::state::SharedState;
 use crate::store::{UsageSeries, LATENCY_ROWS_CAP};
 
 const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 24 * HOUR_MS;
+use crate::domain::DAY_MS;
 /// Events of the endpoint listed on the health tab.
 const EVENTS_SHOWN: usize = 20;
 

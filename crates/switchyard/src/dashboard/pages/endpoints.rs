@@ -16,7 +16,7 @@ use crate::error::HttpError;
 use crate::state::SharedState;
 use crate::store::EndpointFilter;
 
-const DAY_MS: i64 = 86_400_000;
+use crate::domain::DAY_MS;
 
 /// One table row.
 pub struct EndpointRow {
